@@ -1,0 +1,45 @@
+# The two commands of the README: `make demo` and `make test`. Everything they build or
+# download lives under ~/.cache/alertops, never in the repository.
+SHELL := /bin/bash
+CACHE ?= $(HOME)/.cache/alertops
+VENV ?= $(CACHE)/venv
+PYTHON ?= python3
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test unit testenv-up testenv-down testenv-status crds clean-venv
+
+$(STAMP): pyproject.toml
+	@mkdir -p $(CACHE)
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: install, then run the embedded default on shipped data (no servers needed)
+demo: install
+	@scripts/demo $(VENV)
+
+## test: install, bring up the real test environment, run the whole suite
+test: install
+	scripts/testenv up
+	@set -o pipefail; eval "$$(scripts/testenv env)"; \
+	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: that is a failure" >&2; exit 1; fi; \
+	  exit $$rc
+
+## unit: only the tests that need no server
+unit: install
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+testenv-up:
+	scripts/testenv up
+testenv-down:
+	scripts/testenv down
+testenv-status:
+	scripts/testenv status
+
+clean-venv:
+	rm -rf $(VENV)

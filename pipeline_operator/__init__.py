@@ -1,0 +1,1 @@
+"""alertops operator: reconciles PipelineStep and TrainingSetBuild resources (kopf)."""

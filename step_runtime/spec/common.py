@@ -1,0 +1,100 @@
+"""Pieces every alertops resource shares: the model base, Secret references, manifest loading."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "alertops.io"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: camelCase in manifests, snake_case in Python, unknown fields refused.
+
+    Refusing unknown fields matters: a misspelt `bootstrapServer` must be an error naming the
+    field, not a silently ignored option.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=False,
+    )
+
+
+class SecretKeyRef(SpecModel):
+    """A key of a Kubernetes Secret. Credentials are only ever referenced, never inline.
+
+    In a pod the operator turns it into an env var with `valueFrom.secretKeyRef`; the runtime
+    reads that env var (`env_var_name`). Run locally, the same env var is read from the shell.
+    """
+
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+                      description="Name of the Secret in the resource's namespace.")
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+                     description="Key within the Secret.")
+
+    def env_var_name(self) -> str:
+        """The env var that carries this secret's value into the runtime process."""
+        clean = "".join(c if c.isalnum() else "_" for c in f"{self.name}_{self.key}")
+        return f"ALERTOPS_SECRET_{clean.upper()}"
+
+
+class SpecError(ValueError):
+    """A manifest the user must fix; the message names the file, the field and what was expected."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def format_validation_error(err: ValidationError, source: str, prefix: str = "spec") -> str:
+    """One line per problem: `<source>: spec.a.b: <what is wrong> (got <value>)`."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"])
+        loc = loc.replace(".[", "[")
+        field = f"{prefix}.{loc}" if loc else prefix
+        got = e.get("input")
+        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        lines.append(f"{source}: {field}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def read_manifest(path: str | Path, kind: str) -> dict[str, Any]:
+    """Read a YAML manifest of `kind` and return it whole, checking apiVersion and kind.
+
+    A file may hold several documents (a Secret beside the resource, say): the first one of
+    the wanted kind is taken.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{p}: no such manifest file") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{p}: not valid YAML: {exc}") from None
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == kind:
+            if doc.get("apiVersion") != GROUP_VERSION:
+                raise SpecError(f"{p}: apiVersion is {doc.get('apiVersion')!r}, expected {GROUP_VERSION!r}")
+            if not isinstance(doc.get("spec"), dict):
+                raise SpecError(f"{p}: {kind} has no spec mapping")
+            return doc
+    kinds = [d.get("kind") for d in docs if isinstance(d, dict)]
+    raise SpecError(f"{p}: no {kind} document found (kinds in file: {kinds})")
+
+
+def parse_spec(model: type[M], spec: dict[str, Any], source: str) -> M:
+    """Validate a spec mapping against `model`, turning pydantic's errors into a SpecError."""
+    try:
+        return model.model_validate(spec)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err, source)) from None

@@ -1,0 +1,47 @@
+"""Shared fixtures: where the real services of the test environment are.
+
+`scripts/testenv env` exports the addresses; `make test` evaluates it before pytest.
+Outside CI a missing service skips its tests (so unit tests run anywhere); with CI=true a
+missing service fails them, because a skipped integration test proves nothing.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _service(var: str, what: str) -> str:
+    value = os.environ.get(var, "")
+    if not value:
+        message = f"{what} is not available: {var} is unset (run `eval \"$(scripts/testenv env)\"`)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return value
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """Path of the kubeconfig of the test cluster (kube-apiserver with kwok nodes)."""
+    return _service("KUBECONFIG", "Kubernetes")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """bootstrap.servers of the test Kafka broker."""
+    return _service("ALERTOPS_KAFKA_BOOTSTRAP", "Kafka")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """libpq DSN of the test PostgreSQL database."""
+    return _service("ALERTOPS_POSTGRES_DSN", "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri() -> str:
+    """URI of the test MongoDB-wire server (FerretDB)."""
+    return _service("ALERTOPS_MONGODB_URI", "MongoDB-wire server")
