@@ -1,0 +1,177 @@
+"""The `TrainingSetBuild` spec: crossmatch a table of objects with labeled catalogs.
+
+One model, three uses: `alertops build` reads manifests through it, the operator validates and
+renders a Job from it, and the CRD's schema is generated from it. So every field carries a
+description (the CRD docs), enums are `Literal`s and bounds are `Field` constraints.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from step_runtime.spec.common import SecretKeyRef, SpecModel
+
+KIND = "TrainingSetBuild"
+
+TableFormat = Literal["auto", "csv", "tsv", "whitespace", "parquet", "fits", "votable"]
+CoordUnits = Literal["deg", "rad", "sexagesimal"]
+
+# Catalog names become output column prefixes, and PostgreSQL identifiers are built from them.
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+# Output table and schema names: validated here, quoted again with psycopg2.sql when used.
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+
+class PostgresQuery(SpecModel):
+    """Rows read from PostgreSQL with a query (read-only; the DSN comes from a Secret)."""
+
+    dsn: SecretKeyRef = Field(description="Secret key holding the libpq DSN/URI of the database.")
+    sql: str = Field(min_length=1, description="SELECT statement returning the table's rows.")
+    timeout_seconds: float = Field(default=300.0, gt=0, description="Statement timeout for the query, in seconds.")
+
+
+class TableSpec(SpecModel):
+    """Where a table is and how to read its identifier and position columns."""
+
+    path: str | None = Field(
+        default=None,
+        description="File path (or file:// URI); relative paths are resolved against the manifest's directory. "
+                    "Compression (gzip, bz2) is detected from the file's bytes, not its name.",
+    )
+    query: PostgresQuery | None = Field(default=None, description="Read the table from PostgreSQL instead of a file.")
+    format: TableFormat = Field(
+        default="auto",
+        description="File format; auto picks it from the name (.csv .tsv .parquet .fits .vot/.xml .dat/.txt) and content.",
+    )
+    column_names: list[str] | None = Field(
+        default=None,
+        description="Column names for a file without a header line (whitespace or CSV); replaces any header.",
+    )
+    id_column: str | None = Field(
+        default=None, description="Column holding the object identifier; unset means the 0-based row number."
+    )
+    ra_column: str = Field(default="ra", min_length=1, description="Column holding right ascension.")
+    dec_column: str = Field(default="dec", min_length=1, description="Column holding declination.")
+    coord_units: CoordUnits = Field(
+        default="deg",
+        description="Units of ra/dec: deg, rad, or sexagesimal strings (ra hh:mm:ss.s, dec +dd:mm:ss).",
+    )
+    carry: list[str] = Field(default_factory=list, description="Extra columns copied into the output rows.")
+
+    @model_validator(mode="after")
+    def _exactly_one_location(self) -> "TableSpec":
+        if (self.path is None) == (self.query is None):
+            raise ValueError("exactly one of path or query must be set")
+        return self
+
+
+class SourceSpec(TableSpec):
+    """The objects to label (for example ZTF objects with mean positions)."""
+
+
+class CatalogSpec(TableSpec):
+    """A labeled catalog crossmatched against the source."""
+
+    name: str = Field(pattern=NAME_PATTERN,
+                      description="Short name of the catalog (lowercase, digits, _); prefixes its output columns.")
+    label_column: str | None = Field(default=None, description="Column holding the class label.")
+    label: str | None = Field(
+        default=None, min_length=1,
+        description="Constant label for every row (a file whose name is the class); exclusive with labelColumn.",
+    )
+    label_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Catalog label -> training-set label (e.g. '1': RRL, rr_lyr: RRL). Numeric labels are "
+                    "matched by their integer text (1.0 -> '1').",
+    )
+    unmapped_labels: Literal["drop", "keep"] = Field(
+        default="drop",
+        description="With a labelMap: drop catalog rows whose label is not in it (before matching), or keep "
+                    "them with their original label.",
+    )
+    radius_arcsec: float = Field(gt=0, le=3600, description="Match radius in arcseconds.")
+    priority: int = Field(
+        default=0, ge=0,
+        description="Trust order for combining labels: a smaller value wins; ties go to the earlier catalog in the list.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_label(self) -> "CatalogSpec":
+        if (self.label_column is None) == (self.label is None):
+            raise ValueError("exactly one of labelColumn or label must be set")
+        return self
+
+
+class CombineSpec(SpecModel):
+    """How the labels of several catalogs become one label per object."""
+
+    policy: Literal["priority", "agree", "drop"] = Field(
+        default="priority",
+        description="priority: the most trusted matching catalog's label wins, conflicts are flagged; "
+                    "agree: a label is kept only when all matching catalogs agree (conflicting rows keep no label); "
+                    "drop: rows whose catalogs disagree are left out of the output.",
+    )
+    matching: Literal["best-per-source", "one-to-one"] = Field(
+        default="best-per-source",
+        description="best-per-source: each object takes its nearest catalog row (a catalog row may label several "
+                    "objects); one-to-one: a catalog row labels only the nearest of the objects that chose it.",
+    )
+    keep_unlabeled: bool = Field(
+        default=False, description="Also write objects that end with no label (label null)."
+    )
+
+
+class PostgresOutput(SpecModel):
+    """Upsert the training set into a PostgreSQL table (created when missing)."""
+
+    dsn: SecretKeyRef = Field(description="Secret key holding the libpq DSN/URI of the database.")
+    table: str = Field(pattern=IDENT_PATTERN, description="Table name.")
+    schema_name: str = Field(default="public", alias="schema", pattern=IDENT_PATTERN,
+                             description="Schema of the table.")
+    timeout_seconds: float = Field(default=300.0, gt=0, description="Connection and statement timeout, in seconds.")
+
+
+class OutputSpec(SpecModel):
+    """Where the training set goes. The summary JSON and PNG report are written next to `path`."""
+
+    path: str = Field(
+        min_length=1,
+        description="Output file; relative paths are resolved against --output-dir, else the manifest's directory. "
+                    "Partition results go to <path>.parts/, the summary to <path>.summary.json and the "
+                    "report to <path>.report.png.",
+    )
+    format: Literal["auto", "parquet", "csv"] = Field(
+        default="auto", description="File format; auto picks csv for a .csv name, parquet otherwise."
+    )
+    postgres: PostgresOutput | None = Field(
+        default=None, description="Also upsert the rows into this PostgreSQL table (key: the source id)."
+    )
+
+
+class TrainingSetBuildSpec(SpecModel):
+    """Crossmatch `source` with `catalogs`, combine their labels, and write a training set."""
+
+    source: SourceSpec = Field(description="The objects to label.")
+    catalogs: list[CatalogSpec] = Field(min_length=1, description="Labeled catalogs, matched independently.")
+    combine: CombineSpec = Field(default_factory=CombineSpec, description="How catalog labels are combined.")
+    output: OutputSpec = Field(description="Where the training set is written.")
+    parallelism: int = Field(
+        default=1, ge=1, le=1000,
+        description="Number of sky partitions (declination bands with a margin of the largest radius); "
+                    "run as an Indexed Job with this many completions, or a local process pool.",
+    )
+    bad_rows: Literal["fail", "skip-and-count"] = Field(
+        default="fail",
+        description="Rows with missing, non-numeric or out-of-range coordinates: fail naming file, column and "
+                    "row, or skip them and count them in the summary.",
+    )
+    suspend: bool = Field(default=False, description="While true the operator does not start the Job.")
+
+    @model_validator(mode="after")
+    def _unique_catalog_names(self) -> "TrainingSetBuildSpec":
+        names = [c.name for c in self.catalogs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"catalog names must be unique, repeated: {dupes}")
+        return self
