@@ -55,9 +55,10 @@ tmp="$out.tmp.$$"
 rm -rf "$tmp"; mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 t0=$SECONDS
-(cd "$here/$part" && go build -p 2 -trimpath -ldflags "-s -w$stamp" -o "$tmp/" "${pkgs[@]}")
-# A single-package `go build -o dir/` names the binary after the package's last element.
-if [ "$part" = etcd ]; then mv "$tmp/v3" "$tmp/etcd" 2>/dev/null || true; fi
+# One package: name the binary (go would call etcd's "server"); several: -o dir/ names each.
+target="$tmp/"
+if [ ${#pkgs[@]} -eq 1 ]; then target="$tmp/${bins[0]}"; fi
+(cd "$here/$part" && go build -p 2 -trimpath -ldflags "-s -w$stamp" -o "$target" "${pkgs[@]}")
 for b in "${bins[@]}"; do [ -x "$tmp/$b" ] || { echo "build.sh: $part build did not produce $b" >&2; exit 1; }; done
 rm -rf "$out"; mv "$tmp" "$out"
 echo "build.sh: built $part $version in $((SECONDS - t0))s" >&2
