@@ -1,0 +1,125 @@
+"""The two CRDs: names, printer columns, scale subresource and CEL rules.
+
+The schemas come from the spec models (`step_runtime.spec`) and the status models
+(`pipeline_operator.status`); what pydantic checks in a `model_validator` the API server
+cannot see, so each such check is mirrored here as a CEL rule at the same place, with a
+message in the same words. `tests/unit/test_operator_crds.py` proves every rule refuses
+what the model refuses.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_operator.crdgen import CelRule, CRDDefinition, PrinterColumn, build_crd
+from pipeline_operator.status import PipelineStepStatus, TrainingSetBuildStatus
+from step_runtime.spec.common import API_GROUP, API_VERSION
+from step_runtime.spec.pipelinestep import PipelineStepSpec
+from step_runtime.spec.trainingset import TrainingSetBuildSpec
+
+CATEGORY = "alertops"
+
+
+def exactly_one(path: str, fields: list[str], what: str) -> CelRule:
+    """A rule demanding exactly one of `fields` at `path`, naming them in its message."""
+    checks = ", ".join(f"has(self.{f})" for f in fields)
+    return CelRule(
+        path=path,
+        rule=f"[{checks}].filter(x, x).size() == 1",
+        message=f"{what} needs exactly one of {', '.join(fields)}",
+        reason="FieldValueInvalid",
+    )
+
+
+def _avro_needs_schema(path: str) -> CelRule:
+    return CelRule(path=path, rule="self.format != 'avro' || has(self.schemaPath)",
+                   message="format avro needs schemaPath (the .avsc file of the writer schema)",
+                   field_path=".schemaPath", reason="FieldValueRequired")
+
+
+def _postgres_connection(path: str) -> list[CelRule]:
+    return [
+        CelRule(path=path, rule="has(self.dsn) != has(self.host)",
+                message="postgres needs exactly one of dsn (a Secret key) or host",
+                reason="FieldValueInvalid"),
+        CelRule(path=path, rule="!has(self.host) || (has(self.database) && has(self.user))",
+                message="postgres with host needs database and user", reason="FieldValueRequired"),
+    ]
+
+
+PIPELINESTEP_RULES: tuple[CelRule, ...] = (
+    exactly_one("source", ["kafka", "files"], "source"),
+    _avro_needs_schema("source.kafka"),
+    _avro_needs_schema("source.files"),
+    exactly_one("processor", ["model", "crossmatch", "features", "python"], "processor"),
+    exactly_one("sinks[]", ["postgres", "mongodb", "kafka", "file"], "sink"),
+    *_postgres_connection("sinks[].postgres"),
+    CelRule(path="sinks[].postgres", rule="self.mode != 'rows' || (has(self.key) && size(self.key) > 0)",
+            message="postgres mode rows needs key (the natural-key columns of the upsert)",
+            field_path=".key", reason="FieldValueRequired"),
+    _avro_needs_schema("sinks[].kafka"),
+    exactly_one("deadLetter", ["kafka", "postgres", "file"], "deadLetter"),
+    *_postgres_connection("deadLetter.postgres"),
+    exactly_one("env[]", ["value", "secretKeyRef"], "env"),
+    CelRule(path="retry", rule="self.maxBackoffMs >= self.initialBackoffMs",
+            message="maxBackoffMs must be at least initialBackoffMs", field_path=".maxBackoffMs",
+            reason="FieldValueInvalid"),
+    CelRule(path="", rule="self.sinks.all(a, !has(a.name) || self.sinks.exists_one(b, has(b.name) && b.name == a.name))",
+            message="sinks: names must be unique", field_path=".sinks", reason="FieldValueDuplicate"),
+)
+
+TRAININGSET_RULES: tuple[CelRule, ...] = (
+    CelRule(path="source", rule="has(self.path) != has(self.query)",
+            message="source needs exactly one of path or query", reason="FieldValueInvalid"),
+    CelRule(path="catalogs[]", rule="has(self.path) != has(self.query)",
+            message="catalog needs exactly one of path or query", reason="FieldValueInvalid"),
+    CelRule(path="catalogs[]", rule="has(self.labelColumn) != has(self.label)",
+            message="catalog needs exactly one of labelColumn or label", reason="FieldValueInvalid"),
+    CelRule(path="", rule="self.catalogs.all(a, self.catalogs.exists_one(b, b.name == a.name))",
+            message="catalogs: names must be unique", field_path=".catalogs", reason="FieldValueDuplicate"),
+)
+
+_READY = PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status',
+                       description="The Ready condition")
+_PHASE = PrinterColumn("Phase", ".status.phase")
+_AGE = PrinterColumn("Age", ".metadata.creationTimestamp", type="date")
+
+PIPELINESTEP = CRDDefinition(
+    group=API_GROUP, version=API_VERSION, kind="PipelineStep", plural="pipelinesteps",
+    singular="pipelinestep", short_names=("pstep",), categories=(CATEGORY,),
+    spec_model=PipelineStepSpec, status_model=PipelineStepStatus,
+    description="A step of an alert pipeline: Kafka (or files) in, a model, crossmatch, features or "
+                "Python function, and PostgreSQL, MongoDB, Kafka or file sinks out. The alertops "
+                "operator runs it as a Deployment of `alertops run`.",
+    printer_columns=(
+        _READY, _PHASE,
+        PrinterColumn("Replicas", ".status.replicaSummary", description="Ready/desired replicas"),
+        PrinterColumn("Processor", ".status.processor"),
+        _AGE,
+        PrinterColumn("Message", '.status.conditions[?(@.type=="Ready")].message', priority=1),
+    ),
+    cel_rules=PIPELINESTEP_RULES,
+    scale=True,
+)
+
+TRAININGSETBUILD = CRDDefinition(
+    group=API_GROUP, version=API_VERSION, kind="TrainingSetBuild", plural="trainingsetbuilds",
+    singular="trainingsetbuild", short_names=("tsb",), categories=(CATEGORY,),
+    spec_model=TrainingSetBuildSpec, status_model=TrainingSetBuildStatus,
+    description="A training-set build: crossmatch a table of objects with labeled catalogs and write "
+                "the labeled set. The alertops operator runs it as a (partitioned) Job of `alertops build`.",
+    printer_columns=(
+        _PHASE,
+        PrinterColumn("Progress", ".status.progress", description="Completed/total partitions"),
+        PrinterColumn("Rows", ".status.rowsOut", type="integer", description="Rows written"),
+        _AGE,
+        PrinterColumn("Output", ".status.output", priority=1),
+    ),
+    cel_rules=TRAININGSET_RULES,
+)
+
+DEFINITIONS: tuple[CRDDefinition, ...] = (PIPELINESTEP, TRAININGSETBUILD)
+
+
+def all_crds() -> dict[str, dict[str, Any]]:
+    """File name -> CRD manifest, for every kind."""
+    return {f"{d.plural}.{d.group}.yaml": build_crd(d) for d in DEFINITIONS}
