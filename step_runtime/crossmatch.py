@@ -1,0 +1,292 @@
+"""Vectorised positional crossmatch on the sphere.
+
+A catalog is indexed once (`SkyIndex`): declination zones sorted by RA, searched with binary
+search, which for arcsecond radii beats a KD-tree several times over (no tree walk, no heap; a
+sort to build). Search boxes are widened exactly for declination (asin(sin r / cos dec)), cover
+every RA when the circle holds a pole, and split across RA 0/360; candidates are then decided by
+the exact separation atan2(|a x b|, a . b) of unit vectors, accurate at every angle (unlike
+arccos of a dot product near zero), so separations agree with astropy's Vincenty formula far
+below a micro-arcsecond.
+
+Units are in the names: `_deg`, `_rad`, `_arcsec`. No per-row Python runs in `nearest`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ARCSEC_PER_RAD = 180.0 * 3600.0 / np.pi
+
+
+@dataclass(frozen=True)
+class NearestMatch:
+    """Per query position: its nearest catalog row within the radius.
+
+    index: int64 catalog row, -1 when nothing lies within the radius.
+    separation_arcsec: float64 separation to that row, NaN when unmatched.
+    n_within: int64 number of catalog rows within the radius (0 when unmatched).
+    second_separation_arcsec: float64 separation of the second-nearest row within the radius,
+        NaN when there is none (an ambiguity signal: two catalog objects could be the match).
+    """
+
+    index: np.ndarray
+    separation_arcsec: np.ndarray
+    n_within: np.ndarray
+    second_separation_arcsec: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def matched(self) -> np.ndarray:
+        """Boolean mask of query positions that have a match."""
+        return self.index >= 0
+
+
+def check_coordinates(ra_deg: np.ndarray, dec_deg: np.ndarray, what: str = "positions") -> None:
+    """Raise ValueError naming the first bad row when a coordinate is not finite or |dec| > 90."""
+    bad = ~np.isfinite(ra_deg) | ~np.isfinite(dec_deg) | (np.abs(dec_deg) > 90.0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{what}: {int(bad.sum())} bad coordinate(s), first at row {first} "
+            f"(ra={float(ra_deg[first])!r}, dec={float(dec_deg[first])!r}); expected finite ra and -90 <= dec <= 90 degrees"
+        )
+
+
+def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """(n, 3) float64 unit vectors of positions given in degrees."""
+    ra = np.radians(np.asarray(ra_deg, dtype=np.float64))
+    dec = np.radians(np.asarray(dec_deg, dtype=np.float64))
+    cos_dec = np.cos(dec)
+    out = np.empty((ra.size, 3), dtype=np.float64)
+    out[:, 0] = cos_dec * np.cos(ra)
+    out[:, 1] = cos_dec * np.sin(ra)
+    out[:, 2] = np.sin(dec)
+    return out
+
+
+def separation_rad(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angular separation in radians between rows of two (n, 3) unit-vector arrays.
+
+    atan2(|a x b|, a . b) keeps full relative precision for tiny and near-180 degree angles.
+    """
+    cross = np.cross(a, b)
+    sin_part = np.sqrt(np.einsum("ij,ij->i", cross, cross))
+    cos_part = np.einsum("ij,ij->i", a, b)
+    return np.arctan2(sin_part, cos_part)
+
+
+def angular_separation_deg(ra1_deg: np.ndarray, dec1_deg: np.ndarray,
+                           ra2_deg: np.ndarray, dec2_deg: np.ndarray) -> np.ndarray:
+    """Angular separation in degrees between positions given in degrees (element-wise)."""
+    return np.degrees(separation_rad(unit_vectors(ra1_deg, dec1_deg), unit_vectors(ra2_deg, dec2_deg)))
+
+
+class SkyIndex:
+    """A catalog's positions, indexed once for repeated nearest-neighbour queries.
+
+    The index is a "zones" structure: declination bands of height twice the radius, each sorted
+    by RA, all in one sorted key array (zone * 1024 + ra). A query position looks at the RA
+    window its radius spans (wider near the poles, the whole band when the circle holds a pole,
+    and split in two across RA 0/360) in the two or three bands it touches, using binary search.
+    The candidate pairs are then decided by exact separation. Building the index for a radius is
+    a sort, cached per radius; queries are a handful of whole-array operations.
+
+    >>> idx = SkyIndex(np.array([359.9999]), np.array([0.0]))
+    >>> m = idx.nearest(np.array([0.0001]), np.array([0.0]), radius_arcsec=1.0)
+    >>> int(m.index[0]), round(float(m.separation_arcsec[0]), 3)
+    (0, 0.72)
+    """
+
+    def __init__(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> None:
+        ra_deg = np.asarray(ra_deg, dtype=np.float64).ravel()
+        dec_deg = np.asarray(dec_deg, dtype=np.float64).ravel()
+        if ra_deg.shape != dec_deg.shape:
+            raise ValueError(f"ra and dec differ in length ({ra_deg.size} vs {dec_deg.size})")
+        check_coordinates(ra_deg, dec_deg, "catalog")
+        self.size = int(ra_deg.size)
+        self._xyz = unit_vectors(ra_deg, dec_deg)
+        self._zones: dict[float, _Zones] = {}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _zones_for(self, radius_deg: float) -> "_Zones":
+        # Bands no thinner than 1 arcsec keep the key's float resolution well below the slack.
+        height = max(2.0 * radius_deg, 1.0 / 3600.0)
+        zones = self._zones.get(height)
+        if zones is None:
+            zones = _Zones.build(self._xyz, height)
+            self._zones = {height: zones}  # one radius at a time is the common case; bound memory
+        return zones
+
+    def nearest(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_arcsec: float) -> NearestMatch:
+        """Nearest catalog row within `radius_arcsec` of each position (degrees)."""
+        radius_arcsec = float(radius_arcsec)
+        if not radius_arcsec > 0 or not np.isfinite(radius_arcsec):
+            raise ValueError(f"radius_arcsec must be a finite number > 0, got {radius_arcsec!r}")
+        ra_deg = np.asarray(ra_deg, dtype=np.float64).ravel()
+        dec_deg = np.asarray(dec_deg, dtype=np.float64).ravel()
+        if ra_deg.shape != dec_deg.shape:
+            raise ValueError(f"ra and dec differ in length ({ra_deg.size} vs {dec_deg.size})")
+        check_coordinates(ra_deg, dec_deg, "query")
+        n = ra_deg.size
+        if n == 0 or self.size == 0:
+            return _no_matches(n)
+        radius_deg = radius_arcsec / 3600.0
+        zones = self._zones_for(radius_deg)
+        query_xyz = unit_vectors(ra_deg, dec_deg)
+        pair_q, pair_pos = zones.candidates(np.mod(ra_deg, 360.0), dec_deg, radius_deg)
+        pair_c = zones.order[pair_pos]
+        seps = separation_rad(query_xyz[pair_q], self._xyz[pair_c]) * ARCSEC_PER_RAD
+        inside = seps <= radius_arcsec
+        return _reduce_pairs(n, pair_q[inside], pair_c[inside], seps[inside])
+
+
+def _no_matches(n: int) -> NearestMatch:
+    return NearestMatch(np.full(n, -1, dtype=np.int64), np.full(n, np.nan),
+                        np.zeros(n, dtype=np.int64), np.full(n, np.nan))
+
+
+def _reduce_pairs(n: int, pair_q: np.ndarray, pair_c: np.ndarray, seps: np.ndarray) -> NearestMatch:
+    """Nearest, second nearest and count per query from its candidate pairs within the radius."""
+    index = np.full(n, -1, dtype=np.int64)
+    sep = np.full(n, np.nan)
+    second = np.full(n, np.nan)
+    n_within = np.bincount(pair_q, minlength=n).astype(np.int64)
+    single = n_within[pair_q] == 1
+    # Most matched queries have one candidate: no sort needed for them.
+    index[pair_q[single]] = pair_c[single]
+    sep[pair_q[single]] = seps[single]
+    multi = ~single
+    if multi.any():
+        q, c, s = pair_q[multi], pair_c[multi], seps[multi]
+        # Ties on separation go to the lower catalog row, so the answer is deterministic.
+        order = np.lexsort((c, s, q))
+        q, c, s = q[order], c[order], s[order]
+        first = np.ones(q.size, dtype=bool)
+        first[1:] = q[1:] != q[:-1]
+        index[q[first]] = c[first]
+        sep[q[first]] = s[first]
+        second_pos = np.flatnonzero(first) + 1
+        second[q[second_pos - 1]] = s[second_pos]
+    return NearestMatch(index, sep, n_within, second)
+
+
+_KEY_STRIDE = 1024.0  # > 360: RA never spills into the next zone's keys
+
+
+@dataclass(frozen=True)
+class _Zones:
+    """Catalog rows sorted by (declination band, RA), as one float64 key array."""
+
+    height_deg: float
+    n_zones: int
+    keys: np.ndarray   # sorted zone * _KEY_STRIDE + ra_deg
+    order: np.ndarray  # catalog row of each sorted key
+    slack_deg: float   # key resolution margin added to every window
+
+    @staticmethod
+    def build(xyz: np.ndarray, height_deg: float) -> "_Zones":
+        """Sort catalog unit vectors into bands of `height_deg`."""
+        n_zones = int(np.ceil(180.0 / height_deg))
+        dec = np.degrees(np.arcsin(np.clip(xyz[:, 2], -1.0, 1.0)))
+        ra = np.mod(np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0])), 360.0)
+        zone = _zone_of(dec, height_deg, n_zones)
+        keys = zone * _KEY_STRIDE + ra
+        order = np.argsort(keys, kind="stable")
+        # Float keys near n_zones * 1024 resolve RA only to a few ulps: widen windows by more.
+        slack = float(np.spacing(n_zones * _KEY_STRIDE)) * 64 + 1e-9
+        return _Zones(height_deg, n_zones, keys[order], order, slack)
+
+    def candidates(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float) -> tuple[np.ndarray, np.ndarray]:
+        """(query row, sorted position) of every catalog row in each query's search box."""
+        n = ra_deg.size
+        zlo = _zone_of(np.maximum(dec_deg - radius_deg, -90.0), self.height_deg, self.n_zones)
+        # Binary searches for needles in sorted order walk memory forwards: several times faster
+        # than random needles on a large catalog, well worth one argsort of the batch.
+        perm = np.argsort(zlo * _KEY_STRIDE + ra_deg)
+        ra_deg, dec_deg, zlo = ra_deg[perm], dec_deg[perm], zlo[perm]
+        zhi = _zone_of(np.minimum(dec_deg + radius_deg, 90.0), self.height_deg, self.n_zones)
+        half = _ra_half_width_deg(dec_deg, radius_deg) + self.slack_deg
+        lo = ra_deg - half
+        hi = ra_deg + half
+        full = np.flatnonzero(half >= 180.0 - 2.0 * self.slack_deg)
+        lo[full] = -self.slack_deg
+        hi[full] = 360.0 + self.slack_deg
+        # A box crossing RA 0/360 is split: its main part clipped to [0, 360] plus the wrapped rest.
+        wrap_low = np.flatnonzero(lo < -self.slack_deg)
+        wrap_high = np.flatnonzero(hi > 360.0 + self.slack_deg)
+        windows = [
+            (None, np.maximum(lo, -self.slack_deg), np.minimum(hi, 360.0 + self.slack_deg)),
+            (wrap_low, lo[wrap_low] + 360.0, np.full(wrap_low.size, 360.0 + self.slack_deg)),
+            (wrap_high, np.full(wrap_high.size, -self.slack_deg), hi[wrap_high] - 360.0),
+        ]
+        starts, counts, qids = [], [], []
+        for offset in range(int((zhi - zlo).max()) + 1):
+            active = None if offset == 0 else (zlo + offset <= zhi)
+            for rows, wlo, whi in windows:
+                if rows is None:
+                    rows = np.arange(n) if active is None else np.flatnonzero(active)
+                    if active is not None:
+                        wlo, whi = wlo[rows], whi[rows]
+                elif active is not None:
+                    keep = active[rows]
+                    rows, wlo, whi = rows[keep], wlo[keep], whi[keep]
+                if rows.size == 0:
+                    continue
+                base = (zlo[rows] + offset) * _KEY_STRIDE
+                start = np.searchsorted(self.keys, base + wlo, side="left")
+                count = np.searchsorted(self.keys, base + whi, side="right") - start
+                keep = count > 0
+                starts.append(start[keep])
+                counts.append(count[keep])
+                qids.append(rows[keep])
+        start = np.concatenate(starts)
+        count = np.concatenate(counts)
+        pair_q = np.repeat(perm[np.concatenate(qids)], count)
+        # Position of each pair: its run's start plus its offset within the run.
+        run_begin = np.cumsum(count) - count
+        pair_pos = np.arange(int(count.sum()), dtype=np.int64) + np.repeat(start - run_begin, count)
+        return pair_q, pair_pos
+
+
+def _ra_half_width_deg(dec_deg: np.ndarray, radius_deg: float) -> np.ndarray:
+    """Half-width in RA of a circle of radius r at declination d: asin(sin r / cos d), exactly.
+
+    A circle that holds a pole spans every RA (180).
+    """
+    cos_dec = np.cos(np.radians(dec_deg))
+    with np.errstate(divide="ignore"):
+        ratio = np.sin(np.radians(radius_deg)) / cos_dec
+    ratio[np.abs(dec_deg) + radius_deg >= 90.0 - 1e-9] = 2.0
+    half = np.degrees(np.arcsin(np.minimum(ratio, 1.0)))
+    half[ratio >= 1.0] = 180.0
+    half *= 1.0 + 1e-9
+    return half
+
+
+def _zone_of(dec_deg: np.ndarray, height_deg: float, n_zones: int) -> np.ndarray:
+    return np.clip(np.floor((dec_deg + 90.0) / height_deg), 0, n_zones - 1).astype(np.int64)
+
+
+def one_to_one(index: np.ndarray, separation_arcsec: np.ndarray) -> np.ndarray:
+    """Keep each catalog row's match only for the nearest query position that chose it.
+
+    Returns a copy of `index` where the losers of a shared catalog row get -1. Ties on
+    separation go to the earlier query position, so the result does not depend on batching.
+    """
+    index = np.asarray(index, dtype=np.int64)
+    out = np.full(index.shape, -1, dtype=np.int64)
+    matched = np.flatnonzero(index >= 0)
+    if matched.size == 0:
+        return out
+    order = np.lexsort((matched, separation_arcsec[matched], index[matched]))
+    ordered = matched[order]
+    first = np.ones(ordered.size, dtype=bool)
+    first[1:] = index[ordered[1:]] != index[ordered[:-1]]
+    winners = ordered[first]
+    out[winners] = index[winners]
+    return out
