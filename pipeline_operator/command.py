@@ -1,0 +1,64 @@
+"""`alertops operator`: run the kopf operator for PipelineStep and TrainingSetBuild."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `alertops operator`."""
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", metavar="NS",
+                       help="watch this namespace (repeatable; default: $ALERTOPS_WATCH_NAMESPACE or all)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    parser.add_argument("--liveness-port", type=int, default=int(os.environ.get("ALERTOPS_LIVENESS_PORT", "8081")),
+                        help="serve kopf's liveness probe at :PORT/healthz (0: off; default 8081)")
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("ALERTOPS_METRICS_PORT", "8082")),
+                        help="serve Prometheus metrics at :PORT/metrics (0: off; default 8082)")
+    parser.add_argument("--default-image", default=os.environ.get("ALERTOPS_DEFAULT_IMAGE"),
+                        help="runtime image for resources that name none (TrainingSetBuild)")
+    parser.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("ALERTOPS_LOG_FORMAT", "json"),
+                        help="log lines as JSON (default) or plain text")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def namespaces_from(args: argparse.Namespace) -> tuple[bool, list[str]]:
+    """(clusterwide, namespaces) from the flags and $ALERTOPS_WATCH_NAMESPACE (comma-separated)."""
+    if args.all_namespaces:
+        return True, []
+    if args.namespace:
+        return False, list(args.namespace)
+    env = [n.strip() for n in os.environ.get("ALERTOPS_WATCH_NAMESPACE", "").split(",") if n.strip()]
+    return (False, env) if env else (True, [])
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the operator until SIGINT/SIGTERM."""
+    import kopf
+    from prometheus_client import start_http_server
+
+    from pipeline_operator import handlers  # noqa: F401  (registers the handlers)
+    from pipeline_operator.children import RenderSettings
+
+    clusterwide, namespaces = namespaces_from(args)
+    kopf.configure(debug=args.verbose, verbose=args.verbose,
+                   log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL)
+    if args.metrics_port:
+        try:
+            start_http_server(args.metrics_port)
+        except OSError as exc:
+            print(f"alertops operator: cannot serve metrics on port {args.metrics_port}: {exc}", file=sys.stderr)
+            return 2
+    memo = kopf.Memo()
+    if args.default_image:
+        memo["render_settings"] = RenderSettings(default_image=args.default_image)
+    liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+    kopf.run(
+        clusterwide=clusterwide,
+        namespaces=namespaces,
+        standalone=True,  # one replica with Recreate: no peering objects needed
+        liveness_endpoint=liveness,
+        memo=memo,
+    )
+    return 0

@@ -1,0 +1,357 @@
+"""Status derivation, as pure functions: children's observed state in, status + verdict out.
+
+Messages are written for the person running `kubectl describe`: they say what is wrong and
+what to change (the image, a Secret, the spec field).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline_operator.children import CONFIG_HASH_ANNOTATION
+from pipeline_operator.conditions import Verdict
+
+IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+CONFIG_ERROR_REASONS = {"CreateContainerConfigError", "CreateContainerError"}
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return obj.get("metadata", {}).get("name", "?")
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return c
+    return None
+
+
+def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    status = pod.get("status") or {}
+    return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> Verdict | None:
+    """The first problem a user must fix among `pods`, if any (image, Secret, crash, scheduling)."""
+    for pod in sorted(pods, key=_name):
+        for cs in _container_statuses(pod):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason, message = waiting.get("reason", ""), (waiting.get("message") or "").strip()
+            if reason in IMAGE_PULL_REASONS:
+                return Verdict("stalled", "ImagePullFailed",
+                               f"pod {_name(pod)} cannot pull image {cs.get('image', '?')!r} ({reason}"
+                               f"{': ' + message if message else ''}); check spec.image, that the tag exists "
+                               f"and that the nodes may pull it (imagePullSecrets)")
+            if reason in CONFIG_ERROR_REASONS:
+                return Verdict("stalled", "ContainerConfigError",
+                               f"pod {_name(pod)} cannot start its container: {message or reason}; create the "
+                               f"missing Secret/ConfigMap key or fix the secret reference in the spec")
+            if reason == "CrashLoopBackOff":
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                detail = (last.get("message") or "").strip() or f"exit code {last.get('exitCode', '?')}"
+                return Verdict("stalled", "CrashLoopBackOff",
+                               f"pod {_name(pod)} keeps crashing ({cs.get('restartCount', 0)} restarts): "
+                               f"{_tail(detail)}; see `kubectl logs {_name(pod)}`")
+        scheduled = _condition(pod, "PodScheduled")
+        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+            return Verdict("stalled", "Unschedulable",
+                           f"pod {_name(pod)} cannot be scheduled: {scheduled.get('message', '')}; "
+                           f"lower spec.resources or add capacity")
+    return None
+
+
+def _tail(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+# ------------------------------------------------------------------------------------------
+# PipelineStep
+# ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepFacts:
+    """What the operator knows of a PipelineStep when deriving its status."""
+
+    generation: int | None
+    config_hash: str | None = None
+    desired_replicas: int = 0
+    suspend: bool = False
+    selector: str | None = None
+    processor: str | None = None
+    deployment_name: str | None = None
+    error: Verdict | None = None
+
+
+def pipelinestep_status(facts: StepFacts, deployment: dict[str, Any] | None,
+                        pods: list[dict[str, Any]]) -> tuple[dict[str, Any], Verdict]:
+    """Status fields (camelCase, without conditions) and the verdict for one PipelineStep."""
+    dstatus = (deployment or {}).get("status") or {}
+    replicas = int(dstatus.get("replicas") or 0)
+    ready = int(dstatus.get("readyReplicas") or 0)
+    updated = int(dstatus.get("updatedReplicas") or 0)
+    desired = facts.desired_replicas
+    verdict = _step_verdict(facts, deployment, pods, replicas, ready, updated)
+    if verdict.state == "ready":
+        phase = "Running"
+    elif verdict.state == "idle":
+        phase = "Suspended"
+    elif verdict.state == "stalled":
+        phase = "Failed"
+    else:
+        phase = "Pending" if ready == 0 and desired > 0 else "Progressing"
+    status = {
+        "observedGeneration": facts.generation,
+        "phase": phase,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "updatedReplicas": updated,
+        "replicaSummary": f"{ready}/{desired}",
+        "selector": facts.selector,
+        "processor": facts.processor,
+        "deployment": facts.deployment_name,
+        "configHash": facts.config_hash,
+        "lastError": verdict.message if verdict.state == "stalled" else None,
+    }
+    return status, verdict
+
+
+def _step_verdict(facts: StepFacts, deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
+                  replicas: int, ready: int, updated: int) -> Verdict:
+    if facts.error is not None:
+        return facts.error
+    if deployment is None:
+        return Verdict("reconciling", "Creating", f"creating Deployment {facts.deployment_name}")
+    meta = deployment.get("metadata") or {}
+    dstatus = deployment.get("status") or {}
+    applied_hash = (meta.get("annotations") or {}).get(CONFIG_HASH_ANNOTATION)
+    if applied_hash != facts.config_hash or (deployment.get("spec") or {}).get("replicas") != facts.desired_replicas:
+        return Verdict("reconciling", "Applying", f"updating Deployment {_name(deployment)} to the current spec")
+    if int(dstatus.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        return Verdict("reconciling", "RollingOut", f"Deployment {_name(deployment)} has not yet seen its new spec")
+    progressing = _condition(deployment, "Progressing")
+    if progressing and progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        problem = pod_problem(pods)
+        if problem is not None:
+            return problem
+        return Verdict("stalled", "ProgressDeadlineExceeded",
+                       f"Deployment {_name(deployment)} made no progress: {progressing.get('message', '')}")
+    desired = facts.desired_replicas
+    if facts.suspend:
+        if replicas == 0:
+            return Verdict("idle", "Suspended", "suspended (spec.suspend is true): scaled to 0, configuration kept")
+        return Verdict("reconciling", "Suspending", f"scaling down to 0 ({replicas} pods left)")
+    if replicas == desired and updated == desired and ready == desired:
+        return Verdict("ready", "Running", f"{ready}/{desired} replicas ready, config {facts.config_hash}")
+    problem = pod_problem(pods)
+    if problem is not None:
+        return problem
+    if updated < desired:
+        return Verdict("reconciling", "RollingOut", f"{updated}/{desired} replicas run the current config")
+    if replicas > desired:
+        return Verdict("reconciling", "ScalingDown", f"{replicas} pods, {desired} wanted")
+    return Verdict("reconciling", "WaitingForReady", f"{ready}/{desired} replicas ready")
+
+
+# ------------------------------------------------------------------------------------------
+# TrainingSetBuild
+# ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What the operator knows of a TrainingSetBuild when deriving its status."""
+
+    generation: int | None
+    config_hash: str | None = None
+    partitions: int = 1
+    suspend: bool = False
+    main_job_name: str | None = None
+    merge_job_name: str | None = None
+    error: Verdict | None = None
+    previous: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """The derived status, its verdict, and whether the merge Job should be created now."""
+
+    status: dict[str, Any]
+    verdict: Verdict
+    create_merge: bool = False
+
+
+def count_indexes(text: str | None) -> int:
+    """How many indexes a Job's `completedIndexes` ("0-2,5") names."""
+    total = 0
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            total += int(hi) - int(lo) + 1
+        else:
+            total += 1
+    return total
+
+
+def parse_summary(message: str | None) -> dict[str, Any]:
+    """Status fields from the build's summary JSON (the termination message); {} if not JSON.
+
+    Accepts camelCase or snake_case keys and catalogs as a list or a name -> counts map.
+    """
+    try:
+        data = json.loads(message or "")
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+
+    def pick(*keys: str) -> Any:
+        for k in keys:
+            if k in data:
+                return data[k]
+        return None
+
+    out: dict[str, Any] = {}
+    rows_in, rows_out = pick("rowsIn", "rows_in", "source_rows"), pick("rowsOut", "rows_out", "output_rows")
+    if isinstance(rows_in, int):
+        out["rowsIn"] = rows_in
+    if isinstance(rows_out, int):
+        out["rowsOut"] = rows_out
+    output = pick("output", "outputPath", "output_path")
+    if isinstance(output, dict):
+        output = output.get("path") or output.get("location")
+    if isinstance(output, str):
+        out["output"] = output
+    catalogs = pick("catalogs")
+    items: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(catalogs, dict):
+        items = [(str(k), v) for k, v in catalogs.items() if isinstance(v, dict)]
+    elif isinstance(catalogs, list):
+        items = [(str(c.get("name", "?")), c) for c in catalogs if isinstance(c, dict)]
+    if items:
+        out["catalogs"] = [
+            {"name": n, "matches": int(c.get("matches") or c.get("matched") or 0),
+             "conflicts": int(c.get("conflicts") or 0)}
+            for n, c in items
+        ]
+    return out
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
+    for cs in _container_statuses(pod):
+        t = (cs.get("state") or {}).get("terminated")
+        if t:
+            return t
+    return {}
+
+
+def _summary_of(pods: list[dict[str, Any]]) -> dict[str, Any]:
+    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp", ""), reverse=True):
+        if (pod.get("status") or {}).get("phase") == "Succeeded":
+            parsed = parse_summary(_terminated(pod).get("message"))
+            if parsed:
+                return parsed
+    return {}
+
+
+def _failure_detail(pods: list[dict[str, Any]]) -> str:
+    for pod in sorted(pods, key=_name):
+        t = _terminated(pod)
+        if (pod.get("status") or {}).get("phase") == "Failed" and t:
+            detail = (t.get("message") or "").strip() or f"{t.get('reason', 'Error')}, exit code {t.get('exitCode')}"
+            return f"; pod {_name(pod)}: {_tail(detail)}"
+    return ""
+
+
+def _job_failed(job: dict[str, Any]) -> dict[str, Any] | None:
+    c = _condition(job, "Failed")
+    return c if c and c.get("status") == "True" else None
+
+
+def _job_complete(job: dict[str, Any]) -> bool:
+    c = _condition(job, "Complete")
+    return bool(c and c.get("status") == "True")
+
+
+def _pods_of(pods: list[dict[str, Any]], job_name: str | None) -> list[dict[str, Any]]:
+    return [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get("batch.kubernetes.io/job-name")
+            == job_name or ((p.get("metadata") or {}).get("labels") or {}).get("job-name") == job_name]
+
+
+def trainingset_status(facts: BuildFacts, main_job: dict[str, Any] | None, merge_job: dict[str, Any] | None,
+                       pods: list[dict[str, Any]]) -> BuildOutcome:
+    """Status fields (camelCase, without conditions), verdict and next action for one build."""
+    prev = facts.previous or {}
+    base: dict[str, Any] = {
+        "observedGeneration": facts.generation,
+        "partitions": facts.partitions,
+        "configHash": facts.config_hash,
+        "jobs": [n for n in (facts.main_job_name, facts.merge_job_name) if n],
+    }
+    if facts.error is not None:
+        return BuildOutcome({**base, "phase": "Failed", "lastError": facts.error.message}, facts.error)
+    terminal = prev.get("phase") in ("Succeeded", "Failed") and prev.get("configHash") == facts.config_hash
+    if terminal and main_job is None:
+        # The Jobs were garbage-collected after ttlSecondsAfterFinished: the result stands.
+        kept = {k: v for k, v in prev.items() if k != "conditions"}
+        verdict = (Verdict("ready", "Succeeded", _success_message(prev)) if prev["phase"] == "Succeeded"
+                   else Verdict("stalled", "BuildFailed", prev.get("lastError") or "the build failed"))
+        return BuildOutcome({**kept, **base}, verdict)
+    main_status = (main_job or {}).get("status") or {}
+    if facts.partitions > 1:
+        done = count_indexes(main_status.get("completedIndexes"))
+    else:
+        done = 1 if main_job is not None and _job_complete(main_job) else 0
+    if main_job is not None and _job_complete(main_job):
+        done = facts.partitions
+    base.update({"completedPartitions": done, "progress": f"{done}/{facts.partitions}",
+                 "startTime": main_status.get("startTime") or prev.get("startTime")})
+    if main_job is None:
+        if facts.suspend:
+            return BuildOutcome({**base, "phase": "Suspended", "lastError": None},
+                                Verdict("idle", "Suspended", "suspended (spec.suspend is true): no Job started"))
+        return BuildOutcome({**base, "phase": "Pending", "lastError": None},
+                            Verdict("reconciling", "Creating", f"creating Job {facts.main_job_name}"))
+    failed = _job_failed(main_job)
+    if failed is None and merge_job is not None:
+        failed = _job_failed(merge_job)
+    if failed is not None:
+        which = main_job if _job_failed(main_job) else merge_job
+        message = (f"Job {_name(which)} failed ({failed.get('reason', 'Failed')}: {failed.get('message', '')})"
+                   f"{_failure_detail(_pods_of(pods, _name(which)))}")
+        return BuildOutcome({**base, "phase": "Failed", "lastError": message,
+                             "completionTime": failed.get("lastTransitionTime")},
+                            Verdict("stalled", "BuildFailed", message))
+    final_job = merge_job if facts.partitions > 1 else main_job
+    if _job_complete(main_job):
+        if facts.partitions > 1 and merge_job is None:
+            return BuildOutcome({**base, "phase": "Running", "lastError": None},
+                                Verdict("reconciling", "Merging", "all partitions done; starting the merge Job"),
+                                create_merge=True)
+        if final_job is not None and _job_complete(final_job):
+            summary = _summary_of(_pods_of(pods, _name(final_job)))
+            status = {**base, **summary, "phase": "Succeeded", "lastError": None,
+                      "completionTime": ((final_job.get("status") or {}).get("completionTime"))}
+            return BuildOutcome(status, Verdict("ready", "Succeeded", _success_message(status)))
+    if facts.suspend and not main_status.get("active"):
+        return BuildOutcome({**base, "phase": "Suspended", "lastError": None},
+                            Verdict("idle", "Suspended", "suspended (spec.suspend is true): Job paused"))
+    problem = pod_problem(pods)
+    if problem is not None:
+        return BuildOutcome({**base, "phase": "Running", "lastError": problem.message}, problem)
+    running = bool(main_status.get("active")) or merge_job is not None
+    phase = "Running" if running or done else "Pending"
+    stage = "merging partitions" if merge_job is not None else f"{done}/{facts.partitions} partitions done"
+    return BuildOutcome({**base, "phase": phase, "lastError": None},
+                        Verdict("reconciling", "Running" if running else "WaitingForPods", stage))
+
+
+def _success_message(status: dict[str, Any]) -> str:
+    rows = status.get("rowsOut")
+    where = status.get("output")
+    if rows is not None and where:
+        return f"wrote {rows} rows to {where}"
+    return "the build succeeded"

@@ -1,0 +1,179 @@
+"""kopf registrations, and nothing else: every handler hands its work to `reconcile`.
+
+- create/update/resume: render and server-side-apply the children, write status.
+- indexes of the children (Deployments, Jobs, Pods) the operator manages, kept in memory from
+  watches, so the periodic level-based check reads them without an API call.
+- a timer per resource: re-derives status from the indexes and writes it only when it
+  changed, re-applies children that went missing or drifted, and starts a build's merge Job.
+  An idle cluster therefore costs no API requests beyond the watches.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from pipeline_operator import reconcile
+from pipeline_operator.children import ANNOTATION_PREFIX, MANAGED_BY, RenderSettings, label_value
+from pipeline_operator.reconcile import Outcome
+from pipeline_operator.render_pipelinestep import COMPONENT as STEP_COMPONENT
+from pipeline_operator.render_trainingset import COMPONENT as BUILD_COMPONENT
+from step_runtime.spec.common import API_GROUP, API_VERSION
+
+STEPS = (API_GROUP, API_VERSION, "pipelinesteps")
+BUILDS = (API_GROUP, API_VERSION, "trainingsetbuilds")
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHECK_INTERVAL = float(os.environ.get("ALERTOPS_OPERATOR_CHECK_INTERVAL", "5"))
+RETRY_DELAY = 10.0
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """All kopf settings in one place."""
+    # kopf's bookkeeping lives in annotations under our prefix, never in .status.
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    # Ask the server to end each watch after 5 minutes and give up on a silent connection a
+    # little later: a stale watch (a proxy dropped it without closing) is re-established.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.watching.reconnect_backoff = 1.0
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    # Only the Events we post on purpose (phase transitions), not one per handler run.
+    settings.posting.loggers = False
+    settings.posting.level = logging.INFO
+    settings.posting.reporting_component = MANAGED_BY
+    settings.posting.reporting_instance = os.environ.get("POD_NAME", "local")
+    settings.execution.max_workers = 16
+    settings.persistence.consistency_timeout = 5.0
+    memo.setdefault("render_settings", RenderSettings(
+        default_image=os.environ.get("ALERTOPS_DEFAULT_IMAGE", RenderSettings.default_image)))
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """A detached plain-dict copy of a resource (kopf bodies are live views)."""
+    return json.loads(json.dumps(dict(body)))
+
+
+def _trim(body: kopf.Body) -> dict[str, Any]:
+    """What status derivation needs of a child; keeps the indexes small."""
+    meta = body.get("metadata", {})
+    return json.loads(json.dumps({
+        "metadata": {k: meta.get(k) for k in ("name", "namespace", "generation", "labels", "annotations",
+                                              "creationTimestamp")},
+        "spec": {k: body.get("spec", {}).get(k) for k in ("replicas", "suspend", "completions")},
+        "status": dict(body.get("status", {})),
+    }))
+
+
+def _owner(body: kopf.Body, kind: str) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == kind and ref.get("apiVersion", "").startswith(f"{API_GROUP}/"):
+            return ref.get("name")
+    return None
+
+
+def _write(outcome: Outcome, body: kopf.Body, patch: kopf.Patch) -> None:
+    if outcome.status is not None:
+        for key, value in outcome.status.items():
+            patch.status[key] = value
+    if outcome.transition:
+        kind = "Warning" if outcome.verdict.state == "stalled" else "Normal"
+        kopf.event(body, type=kind, reason=outcome.verdict.reason, message=outcome.verdict.message[:1000])
+    if outcome.retry:
+        raise kopf.TemporaryError(outcome.verdict.message, delay=RETRY_DELAY)
+
+
+# ------------------------------------------------------------------------------------------
+# Indexes of the children
+# ------------------------------------------------------------------------------------------
+
+@kopf.index("apps", "v1", "deployments", labels={**MANAGED, "app.kubernetes.io/component": STEP_COMPONENT})
+def step_deployments(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
+    """(namespace, PipelineStep name) -> its Deployment."""
+    owner = _owner(body, "PipelineStep")
+    return {(namespace, owner): _trim(body)} if owner else {}
+
+
+@kopf.index("batch", "v1", "jobs", labels={**MANAGED, "app.kubernetes.io/component": BUILD_COMPONENT})
+def build_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
+    """(namespace, TrainingSetBuild name) -> its Jobs."""
+    owner = _owner(body, "TrainingSetBuild")
+    return {(namespace, owner): _trim(body)} if owner else {}
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+def managed_pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+    """(namespace, component, instance label) -> pods of a step or build."""
+    key = (namespace, labels.get("app.kubernetes.io/component"), labels.get("app.kubernetes.io/instance"))
+    return {key: _trim(body)}
+
+
+def _items(index: kopf.Index, key: Any) -> list[dict[str, Any]]:
+    return list(index.get(key, []))
+
+
+# ------------------------------------------------------------------------------------------
+# PipelineStep
+# ------------------------------------------------------------------------------------------
+
+@kopf.on.resume(*STEPS)
+@kopf.on.create(*STEPS)
+@kopf.on.update(*STEPS)
+def step_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
+               managed_pods: kopf.Index, **_: Any) -> None:
+    """Render and apply a PipelineStep's children, then write its status."""
+    pods = _items(managed_pods, (namespace, STEP_COMPONENT, label_value(name)))
+    _write(reconcile.apply_step(_plain(body), pods, memo["render_settings"]), body, patch)
+
+
+@kopf.timer(*STEPS, interval=CHECK_INTERVAL, initial_delay=CHECK_INTERVAL)
+async def step_check(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
+                     step_deployments: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
+    """Level-based check: status from the indexes; re-apply when the Deployment is missing or drifted."""
+    resource = _plain(body)
+    deployments = _items(step_deployments, (namespace, name))
+    deployment = deployments[0] if deployments else None
+    pods = _items(managed_pods, (namespace, STEP_COMPONENT, label_value(name)))
+    settings = memo["render_settings"]
+    if reconcile.step_needs_apply(resource, deployment, settings):
+        outcome = await asyncio.to_thread(reconcile.apply_step, resource, pods, settings)
+    else:
+        outcome = reconcile.observe_step(resource, deployment, pods, settings)
+    _write(outcome, body, patch)
+
+
+# ------------------------------------------------------------------------------------------
+# TrainingSetBuild
+# ------------------------------------------------------------------------------------------
+
+@kopf.on.resume(*BUILDS)
+@kopf.on.create(*BUILDS)
+@kopf.on.update(*BUILDS)
+def build_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
+                build_jobs: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
+    """Render and apply a TrainingSetBuild's ConfigMap and Job, then write its status."""
+    jobs = _items(build_jobs, (namespace, name))
+    pods = _items(managed_pods, (namespace, BUILD_COMPONENT, label_value(name)))
+    outcome = reconcile.reconcile_build(_plain(body), jobs, pods, memo["render_settings"], full_apply=True)
+    _write(outcome, body, patch)
+
+
+@kopf.timer(*BUILDS, interval=CHECK_INTERVAL, initial_delay=CHECK_INTERVAL)
+async def build_check(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
+                      build_jobs: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
+    """Level-based check: progress and result from the indexes; start the merge Job when due."""
+    jobs = _items(build_jobs, (namespace, name))
+    pods = _items(managed_pods, (namespace, BUILD_COMPONENT, label_value(name)))
+    resource = _plain(body)
+    settings = memo["render_settings"]
+    outcome = await asyncio.to_thread(reconcile.reconcile_build, resource, jobs, pods, settings, False)
+    _write(outcome, body, patch)

@@ -1,0 +1,90 @@
+"""The operator's writes to the API server: server-side apply, listing and deleting children.
+
+Server-side apply with a fixed field manager is idempotent: applying the same manifest twice,
+or after an operator restart, never creates a second child and never fights other managers
+over fields the operator does not set.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+FIELD_MANAGER = "alertops-operator"
+REQUEST_TIMEOUT = (5, 30)  # connect, read seconds
+
+_PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Job": "jobs"}
+
+
+class KubeError(RuntimeError):
+    """An API call failed; the message carries the status code and the server's reason."""
+
+
+def _client() -> Any:
+    from kubernetes import client, config
+
+    global _api_client
+    if _api_client is None:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        _api_client = client.ApiClient()
+    return _api_client
+
+
+_api_client: Any = None
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    """REST path of a namespaced object (or of its collection when `name` is None)."""
+    plural = _PLURALS[kind]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{namespace}/{plural}"
+    return f"{path}/{name}" if name else path
+
+
+def _call(method: str, path: str, *, body: Any = None, query: list[tuple[str, str]] | None = None,
+          content_type: str = "application/json") -> dict[str, Any]:
+    from kubernetes.client.exceptions import ApiException
+
+    api = _client()
+    try:
+        resp = api.call_api(
+            path, method, query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body, auth_settings=["BearerToken"], response_type="object",
+            _preload_content=True, _request_timeout=REQUEST_TIMEOUT, _return_http_data_only=True,
+        )
+    except ApiException as exc:
+        reason = exc.reason
+        try:
+            reason = json.loads(exc.body).get("message", reason)
+        except (TypeError, ValueError):
+            pass
+        raise KubeError(f"{method} {path}: {exc.status} {reason}") from None
+    return resp or {}
+
+
+def apply(obj: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply `obj` as the operator's field manager (force: the operator owns its children)."""
+    meta = obj["metadata"]
+    path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    return _call("PATCH", path, body=json.dumps(obj),
+                 query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                 content_type="application/apply-patch+yaml")
+
+
+def list_objects(api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """Objects of `kind` in `namespace` matching a label selector."""
+    path = object_path(api_version, kind, namespace)
+    return list(_call("GET", path, query=[("labelSelector", selector)]).get("items") or [])
+
+
+def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
+    """Delete one object and (in the background) its dependents; a missing object is fine."""
+    path = object_path(api_version, kind, namespace, name)
+    try:
+        _call("DELETE", path, body=json.dumps({"propagationPolicy": "Background"}))
+    except KubeError as exc:
+        if " 404 " not in str(exc):
+            raise

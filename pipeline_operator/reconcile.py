@@ -1,0 +1,189 @@
+"""One reconcile of one resource: render, apply, derive status. The handlers call these.
+
+The functions take plain dicts (the resource, and the children as the operator's in-memory
+indexes last saw them), do their few API calls through `pipeline_operator.kube`, and return
+the status patch to write. They never touch kopf, so they read like the algorithm they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_operator import kube, render_pipelinestep, render_trainingset
+from pipeline_operator.children import CONFIG_HASH_ANNOTATION, RenderSettings
+from pipeline_operator.conditions import Verdict, now_rfc3339, phase_changed, status_update
+from pipeline_operator.derive import BuildFacts, StepFacts, pipelinestep_status, trainingset_status
+from pipeline_operator.metrics import ERRORS, RECONCILES, STATUS_WRITES, TRANSITIONS, timed
+from step_runtime.spec.common import SpecError
+
+STEP, BUILD = "PipelineStep", "TrainingSetBuild"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A status patch to write (None: nothing changed), the verdict, and whether to post an Event."""
+
+    status: dict[str, Any] | None
+    verdict: Verdict
+    transition: bool
+    retry: bool = False
+
+
+def _finish(kind: str, resource: dict[str, Any], fields: dict[str, Any], verdict: Verdict,
+            retry: bool = False) -> Outcome:
+    old = resource.get("status") or {}
+    generation = (resource.get("metadata") or {}).get("generation")
+    patch = status_update(old, fields, verdict, generation, now_rfc3339())
+    transition = phase_changed(old, patch)
+    if patch is not None:
+        STATUS_WRITES.labels(kind).inc()
+    if transition:
+        TRANSITIONS.labels(kind, str(patch.get("phase"))).inc()
+    return Outcome(patch, verdict, transition, retry)
+
+
+def _invalid(kind: str, err: Exception) -> Verdict:
+    ERRORS.labels(kind, "InvalidSpec").inc()
+    return Verdict("stalled", "InvalidSpec", f"{err}; fix the spec")
+
+
+def _api_error(kind: str, err: Exception) -> Verdict:
+    ERRORS.labels(kind, "ApiError").inc()
+    return Verdict("stalled", "ApiError", f"could not apply children: {err}")
+
+
+# ------------------------------------------------------------------------------------------
+# PipelineStep
+# ------------------------------------------------------------------------------------------
+
+def _step_facts(resource: dict[str, Any], rendered: render_pipelinestep.RenderedStep | None,
+                error: Verdict | None) -> StepFacts:
+    meta = resource["metadata"]
+    if rendered is None:
+        return StepFacts(generation=meta.get("generation"), deployment_name=meta["name"], error=error)
+    return StepFacts(
+        generation=meta.get("generation"), config_hash=rendered.config_hash,
+        desired_replicas=rendered.desired_replicas, suspend=rendered.spec.suspend,
+        selector=rendered.selector, processor=rendered.processor,
+        deployment_name=rendered.deployment["metadata"]["name"], error=error,
+    )
+
+
+def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: RenderSettings) -> Outcome:
+    """Render and server-side-apply a PipelineStep's ConfigMap and Deployment; derive status."""
+    with timed(STEP):
+        try:
+            rendered = render_pipelinestep.render(resource, settings)
+        except SpecError as err:
+            RECONCILES.labels(STEP, "invalid").inc()
+            error = _invalid(STEP, err)
+            fields, verdict = pipelinestep_status(_step_facts(resource, None, error), None, [])
+            return _finish(STEP, resource, fields, verdict)
+        try:
+            kube.apply(rendered.config_map)
+            deployment = kube.apply(rendered.deployment)
+        except kube.KubeError as err:
+            RECONCILES.labels(STEP, "error").inc()
+            error = _api_error(STEP, err)
+            fields, verdict = pipelinestep_status(_step_facts(resource, rendered, error), None, [])
+            return _finish(STEP, resource, fields, verdict, retry=True)
+        RECONCILES.labels(STEP, "applied").inc()
+        fields, verdict = pipelinestep_status(_step_facts(resource, rendered, None), deployment, pods)
+        return _finish(STEP, resource, fields, verdict)
+
+
+def step_needs_apply(resource: dict[str, Any], deployment: dict[str, Any] | None,
+                     settings: RenderSettings) -> bool:
+    """Level check: the Deployment is missing or drifted from what the spec renders to."""
+    try:
+        rendered = render_pipelinestep.render(resource, settings)
+    except SpecError:
+        return False
+    if deployment is None:
+        return True
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    replicas = (deployment.get("spec") or {}).get("replicas")
+    return annotations.get(CONFIG_HASH_ANNOTATION) != rendered.config_hash or replicas != rendered.desired_replicas
+
+
+def observe_step(resource: dict[str, Any], deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
+                 settings: RenderSettings) -> Outcome:
+    """Status of a PipelineStep from its children as last seen (no API call)."""
+    try:
+        rendered = render_pipelinestep.render(resource, settings)
+        error = None
+    except SpecError as err:
+        rendered, error = None, Verdict("stalled", "InvalidSpec", f"{err}; fix the spec")
+    fields, verdict = pipelinestep_status(_step_facts(resource, rendered, error), deployment, pods)
+    return _finish(STEP, resource, fields, verdict)
+
+
+# ------------------------------------------------------------------------------------------
+# TrainingSetBuild
+# ------------------------------------------------------------------------------------------
+
+def _build_facts(resource: dict[str, Any], rendered: render_trainingset.RenderedBuild | None,
+                 error: Verdict | None) -> BuildFacts:
+    meta = resource["metadata"]
+    previous = resource.get("status") or {}
+    if rendered is None:
+        return BuildFacts(generation=meta.get("generation"), error=error, previous=previous)
+    return BuildFacts(
+        generation=meta.get("generation"), config_hash=rendered.config_hash, partitions=rendered.partitions,
+        suspend=rendered.spec.suspend, main_job_name=rendered.main_job["metadata"]["name"],
+        merge_job_name=rendered.merge_job["metadata"]["name"] if rendered.merge_job else None,
+        error=error, previous=previous,
+    )
+
+
+def _is_finished(resource: dict[str, Any], digest: str) -> bool:
+    status = resource.get("status") or {}
+    return status.get("phase") in ("Succeeded", "Failed") and status.get("configHash") == digest
+
+
+def _find(jobs: list[dict[str, Any]], name: str | None) -> dict[str, Any] | None:
+    return next((j for j in jobs if j.get("metadata", {}).get("name") == name), None) if name else None
+
+
+def reconcile_build(resource: dict[str, Any], jobs: list[dict[str, Any]], pods: list[dict[str, Any]],
+                    settings: RenderSettings, full_apply: bool) -> Outcome:
+    """Bring a TrainingSetBuild's children to its spec and derive status.
+
+    `jobs`/`pods` are the build's children as last seen. With `full_apply` (create, update,
+    resume) the ConfigMap and main Job are applied and Jobs of an older config deleted;
+    otherwise only what is missing is created (the main Job, the merge Job once partitions
+    are done), so an idle build makes no API calls.
+    """
+    with timed(BUILD):
+        try:
+            rendered = render_trainingset.render(resource, settings)
+        except SpecError as err:
+            RECONCILES.labels(BUILD, "invalid").inc()
+            outcome = trainingset_status(_build_facts(resource, None, _invalid(BUILD, err)), None, None, [])
+            return _finish(BUILD, resource, outcome.status, outcome.verdict)
+        facts = _build_facts(resource, rendered, None)
+        main = _find(jobs, facts.main_job_name)
+        merge = _find(jobs, facts.merge_job_name)
+        finished = _is_finished(resource, rendered.config_hash)
+        try:
+            if full_apply:
+                meta = resource["metadata"]
+                for job in jobs:
+                    if job["metadata"]["name"] not in (facts.main_job_name, facts.merge_job_name):
+                        kube.delete("batch/v1", "Job", meta.get("namespace", "default"), job["metadata"]["name"])
+                kube.apply(rendered.config_map)
+            if not finished and (full_apply or main is None):
+                main = kube.apply(rendered.main_job)
+                if merge is not None and full_apply:
+                    merge = kube.apply(rendered.merge_job)
+            outcome = trainingset_status(facts, main, merge, pods)
+            if outcome.create_merge and rendered.merge_job is not None:
+                merge = kube.apply(rendered.merge_job)
+                outcome = trainingset_status(facts, main, merge, pods)
+        except kube.KubeError as err:
+            RECONCILES.labels(BUILD, "error").inc()
+            outcome = trainingset_status(_build_facts(resource, rendered, _api_error(BUILD, err)), None, None, [])
+            return _finish(BUILD, resource, outcome.status, outcome.verdict, retry=True)
+        if full_apply:
+            RECONCILES.labels(BUILD, "applied").inc()
+        return _finish(BUILD, resource, outcome.status, outcome.verdict)

@@ -1,0 +1,140 @@
+"""PipelineStep -> ConfigMap + Deployment, as pure functions (resource dict in, manifests out)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_operator.children import (
+    CONFIG_DIR, CONFIG_HASH_ANNOTATION, HTTP_PORT, RenderSettings, base_env, common_labels,
+    config_hash, config_map, config_volume, container_security_context, find_secret_refs, owner_reference,
+    pod_security_context, runtime_manifest, secret_env, selector_labels, selector_string,
+)
+from step_runtime.spec.common import parse_spec
+from step_runtime.spec.pipelinestep import PipelineStepSpec
+
+APP = "alertops-step"
+COMPONENT = "pipelinestep"
+CONFIG_FILE = "step.yaml"
+CONTAINER = "step"
+
+
+@dataclass(frozen=True)
+class RenderedStep:
+    """The children of one PipelineStep and the facts its status needs."""
+
+    spec: PipelineStepSpec
+    config_hash: str
+    config_map: dict[str, Any]
+    deployment: dict[str, Any]
+    selector: str
+    processor: str
+    desired_replicas: int
+
+
+def parse(resource: dict[str, Any]) -> PipelineStepSpec:
+    """The validated spec of a PipelineStep resource (SpecError names the field on bad input)."""
+    meta = resource.get("metadata", {})
+    source = f"PipelineStep {meta.get('namespace', '')}/{meta.get('name', '')}"
+    return parse_spec(PipelineStepSpec, resource.get("spec") or {}, source)
+
+
+def config_map_name(name: str) -> str:
+    """Name of the ConfigMap of PipelineStep `name`."""
+    return f"{name}-config"
+
+
+def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()) -> RenderedStep:
+    """Render the ConfigMap and Deployment of a PipelineStep resource."""
+    spec = parse(resource)
+    meta = resource["metadata"]
+    name, namespace = meta["name"], meta.get("namespace", "default")
+    digest = config_hash(spec)
+    labels = common_labels(APP, name, COMPONENT, meta.get("labels"))
+    owner = owner_reference(resource)
+    cm = config_map(config_map_name(name), namespace, labels, owner, CONFIG_FILE,
+                    runtime_manifest(resource, spec), digest)
+    replicas = 0 if spec.suspend else spec.replicas
+    selector = selector_labels(APP, name)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {CONFIG_HASH_ANNOTATION: digest},
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 3,
+            "progressDeadlineSeconds": 600,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        CONFIG_HASH_ANNOTATION: digest,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(HTTP_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec(spec, config_map_name(name), settings),
+            },
+        },
+    }
+    return RenderedStep(spec=spec, config_hash=digest, config_map=cm, deployment=deployment,
+                        selector=selector_string(selector), processor=spec.processor.kind(),
+                        desired_replicas=replicas)
+
+
+def container_env(spec: PipelineStepSpec) -> list[dict[str, Any]]:
+    """Identity, then one env var per referenced Secret key, then the user's env."""
+    env = base_env()
+    env.append({"name": "ALERTOPS_HTTP_PORT", "value": str(HTTP_PORT)})
+    refs = spec.secret_refs() if hasattr(spec, "secret_refs") else find_secret_refs(spec)
+    env.extend(secret_env(refs))
+    for var in spec.env:
+        if var.secret_key_ref is not None:
+            env.append({"name": var.name, "valueFrom": {"secretKeyRef": {
+                "name": var.secret_key_ref.name, "key": var.secret_key_ref.key}}})
+        else:
+            env.append({"name": var.name, "value": var.value})
+    return env
+
+
+def pod_spec(spec: PipelineStepSpec, cm_name: str, settings: RenderSettings) -> dict[str, Any]:
+    """The pod of a step: `alertops run` on the mounted manifest, probed on its HTTP port."""
+    resources = {k: v for k, v in (("requests", spec.resources.requests), ("limits", spec.resources.limits)) if v}
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        # A batch in flight is finished or abandoned (never half-committed) before exit.
+        "terminationGracePeriodSeconds": 60,
+        "securityContext": pod_security_context(),
+        "containers": [{
+            "name": CONTAINER,
+            "image": spec.image or settings.default_image,
+            "imagePullPolicy": settings.image_pull_policy,
+            "command": ["alertops", "run", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+            "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+            "env": container_env(spec),
+            "resources": resources,
+            "livenessProbe": {
+                "httpGet": {"path": "/healthz", "port": "http"},
+                "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6,
+            },
+            "readinessProbe": {
+                "httpGet": {"path": "/readyz", "port": "http"},
+                "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3,
+            },
+            "securityContext": container_security_context(),
+            "volumeMounts": [
+                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+        }],
+        "volumes": [config_volume(cm_name), {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }

@@ -1,0 +1,198 @@
+"""Status derivation: children's observed state -> phase, conditions and messages."""
+from __future__ import annotations
+
+import json
+
+from pipeline_operator.children import CONFIG_HASH_ANNOTATION
+from pipeline_operator.conditions import Verdict, conditions_for, merge_conditions, phase_changed, status_update
+from pipeline_operator.derive import (
+    BuildFacts, StepFacts, count_indexes, parse_summary, pipelinestep_status, trainingset_status,
+)
+
+FACTS = StepFacts(generation=2, config_hash="abc", desired_replicas=2, selector="a=b", processor="model",
+                  deployment_name="s")
+
+
+def deployment(replicas=2, ready=2, updated=2, spec_replicas=2, digest="abc", generation=5, observed=5,
+               conditions=()):
+    return {"metadata": {"name": "s", "generation": generation, "annotations": {CONFIG_HASH_ANNOTATION: digest}},
+            "spec": {"replicas": spec_replicas},
+            "status": {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": updated,
+                       "observedGeneration": observed, "conditions": list(conditions)}}
+
+
+def waiting_pod(reason, message="", name="s-abc-1", image="img:1"):
+    return {"metadata": {"name": name}, "status": {"phase": "Pending", "containerStatuses": [
+        {"name": "step", "image": image, "ready": False, "restartCount": 3,
+         "state": {"waiting": {"reason": reason, "message": message}},
+         "lastState": {"terminated": {"exitCode": 2, "message": "spec.source: bad"}}}]}}
+
+
+def test_all_replicas_ready_is_running_and_ready():
+    status, verdict = pipelinestep_status(FACTS, deployment(), [])
+    assert verdict.state == "ready" and status["phase"] == "Running"
+    assert status["replicaSummary"] == "2/2" and status["observedGeneration"] == 2
+    assert status["selector"] == "a=b" and status["lastError"] is None
+
+
+def test_missing_deployment_is_reconciling():
+    status, verdict = pipelinestep_status(FACTS, None, [])
+    assert verdict.state == "reconciling" and verdict.reason == "Creating" and status["phase"] == "Pending"
+
+
+def test_stale_hash_or_unobserved_generation_is_reconciling():
+    assert pipelinestep_status(FACTS, deployment(digest="old"), [])[1].reason == "Applying"
+    assert pipelinestep_status(FACTS, deployment(observed=4), [])[1].reason == "RollingOut"
+
+
+def test_image_pull_failure_is_stalled_with_an_actionable_message():
+    pods = [waiting_pod("ImagePullBackOff", 'Back-off pulling image "img:1"')]
+    status, verdict = pipelinestep_status(FACTS, deployment(ready=0), pods)
+    assert verdict.state == "stalled" and verdict.reason == "ImagePullFailed"
+    assert "img:1" in verdict.message and "spec.image" in verdict.message
+    assert status["phase"] == "Failed" and status["lastError"] == verdict.message
+
+
+def test_missing_secret_and_crash_loop_are_stalled():
+    v = pipelinestep_status(FACTS, deployment(ready=0), [waiting_pod("CreateContainerConfigError",
+                                                                     'secret "pg" not found')])[1]
+    assert v.reason == "ContainerConfigError" and 'secret "pg" not found' in v.message
+    v = pipelinestep_status(FACTS, deployment(ready=0), [waiting_pod("CrashLoopBackOff")])[1]
+    assert v.reason == "CrashLoopBackOff" and "spec.source: bad" in v.message and "kubectl logs" in v.message
+
+
+def test_progress_deadline_exceeded_is_stalled():
+    cond = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}
+    v = pipelinestep_status(FACTS, deployment(ready=1, conditions=[cond]), [])[1]
+    assert v.state == "stalled" and "timed out" in v.message
+
+
+def test_rolling_out_and_scaling():
+    status, v = pipelinestep_status(FACTS, deployment(replicas=3, ready=2, updated=1), [])
+    assert v.reason == "RollingOut" and status["phase"] == "Progressing"
+    status, v = pipelinestep_status(FACTS, deployment(replicas=0, ready=0, updated=0), [])
+    assert v.state == "reconciling" and status["phase"] == "Pending"
+
+
+def test_suspended():
+    facts = StepFacts(generation=2, config_hash="abc", desired_replicas=0, suspend=True, deployment_name="s")
+    status, v = pipelinestep_status(facts, deployment(replicas=0, ready=0, updated=0, spec_replicas=0), [])
+    assert status["phase"] == "Suspended" and v.reason == "Suspended" and v.state == "idle"
+    _, v = pipelinestep_status(facts, deployment(replicas=1, ready=1, updated=1, spec_replicas=0), [])
+    assert v.reason == "Suspending"
+
+
+def test_invalid_spec_error_wins():
+    facts = StepFacts(generation=1, error=Verdict("stalled", "InvalidSpec", "spec.processor: bad"))
+    status, v = pipelinestep_status(facts, None, [])
+    assert status["phase"] == "Failed" and status["lastError"] == "spec.processor: bad"
+
+
+# ------------------------------------------------------------------------------------------
+
+def test_conditions_follow_kstatus():
+    conds = {c["type"]: c for c in conditions_for(Verdict("stalled", "ImagePullFailed", "m"), 4)}
+    assert conds["Ready"]["status"] == "False" and conds["Stalled"]["status"] == "True"
+    assert conds["Reconciling"]["status"] == "False" and conds["Stalled"]["observedGeneration"] == 4
+    assert conds["Ready"]["reason"] == "ImagePullFailed"
+
+
+def test_transition_time_is_kept_while_status_does_not_change():
+    old = merge_conditions(None, conditions_for(Verdict("ready", "Running", "1/1"), 1), "T1")
+    again = merge_conditions(old, conditions_for(Verdict("ready", "Running", "1/1"), 1), "T2")
+    assert all(c["lastTransitionTime"] == "T1" for c in again)
+    flipped = merge_conditions(old, conditions_for(Verdict("stalled", "X", "m"), 1), "T3")
+    times = {c["type"]: c["lastTransitionTime"] for c in flipped}
+    assert times == {"Ready": "T3", "Reconciling": "T1", "Stalled": "T3"}
+
+
+def test_status_update_is_none_when_nothing_changed():
+    v = Verdict("ready", "Running", "1/1")
+    first = status_update({}, {"phase": "Running", "lastError": None}, v, 1, "T1")
+    assert first is not None and phase_changed({}, first)
+    assert status_update(first, {"phase": "Running", "lastError": None}, v, 1, "T2") is None
+    second = status_update(first, {"phase": "Running"}, v, 2, "T2")
+    assert second is not None and not phase_changed(first, second)
+
+
+# ------------------------------------------------------------------------------------------
+
+BUILD = BuildFacts(generation=1, config_hash="h", partitions=3, main_job_name="b-partition-h",
+                   merge_job_name="b-merge-h")
+
+
+def job(name, complete=False, failed=None, active=0, completed_indexes="", start="2026-01-01T00:00:00Z"):
+    conds = []
+    if complete:
+        conds.append({"type": "Complete", "status": "True"})
+    if failed:
+        conds.append({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": failed,
+                      "lastTransitionTime": "2026-01-01T01:00:00Z"})
+    return {"metadata": {"name": name}, "status": {"active": active, "completedIndexes": completed_indexes,
+                                                   "startTime": start, "conditions": conds,
+                                                   "completionTime": "2026-01-01T02:00:00Z" if complete else None}}
+
+
+def job_pod(job_name, phase, message=""):
+    terminated = {"exitCode": 0 if phase == "Succeeded" else 1, "message": message, "reason": "Completed"}
+    return {"metadata": {"name": f"{job_name}-x", "labels": {"batch.kubernetes.io/job-name": job_name},
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": phase, "containerStatuses": [{"name": "build", "state": {"terminated": terminated}}]}}
+
+
+def test_count_indexes():
+    assert count_indexes("0-2,5,7-8") == 6 and count_indexes("") == 0 and count_indexes(None) == 0
+
+
+def test_partitions_in_progress():
+    out = trainingset_status(BUILD, job("b-partition-h", active=2, completed_indexes="1"), None, [])
+    assert out.status["phase"] == "Running" and out.status["progress"] == "1/3"
+    assert out.verdict.state == "reconciling" and not out.create_merge
+
+
+def test_merge_is_requested_once_partitions_complete():
+    out = trainingset_status(BUILD, job("b-partition-h", complete=True, completed_indexes="0-2"), None, [])
+    assert out.create_merge and out.status["progress"] == "3/3" and out.verdict.reason == "Merging"
+
+
+def test_success_reads_the_summary_from_the_termination_message():
+    summary = {"rows_in": 1000, "rows_out": 420, "output": "/data/training.parquet",
+               "catalogs": {"sn": {"matches": 300, "conflicts": 4}}}
+    pods = [job_pod("b-merge-h", "Succeeded", json.dumps(summary))]
+    out = trainingset_status(BUILD, job("b-partition-h", complete=True, completed_indexes="0-2"),
+                             job("b-merge-h", complete=True), pods)
+    assert out.status["phase"] == "Succeeded" and out.verdict.state == "ready"
+    assert out.status["rowsOut"] == 420 and out.status["rowsIn"] == 1000
+    assert out.status["catalogs"] == [{"name": "sn", "matches": 300, "conflicts": 4}]
+    assert "420 rows" in out.verdict.message and "/data/training.parquet" in out.verdict.message
+
+
+def test_failed_job_names_the_pod_error():
+    pods = [job_pod("b-partition-h", "Failed", "spec.catalogs[0].path: no such file /data/sn.csv")]
+    out = trainingset_status(BUILD, job("b-partition-h", failed="Job has reached the specified backoff limit"),
+                             None, pods)
+    assert out.status["phase"] == "Failed" and out.verdict.state == "stalled"
+    assert "no such file /data/sn.csv" in out.status["lastError"] and "backoff limit" in out.status["lastError"]
+
+
+def test_suspended_and_not_yet_created():
+    facts = BuildFacts(generation=1, config_hash="h", partitions=1, suspend=True, main_job_name="b-build-h")
+    assert trainingset_status(facts, None, None, []).status["phase"] == "Suspended"
+    assert trainingset_status(facts, job("b-build-h"), None, []).status["phase"] == "Suspended"
+    facts = BuildFacts(generation=1, config_hash="h", partitions=1, main_job_name="b-build-h")
+    out = trainingset_status(facts, None, None, [])
+    assert out.status["phase"] == "Pending" and out.verdict.reason == "Creating"
+
+
+def test_result_stands_after_jobs_are_garbage_collected():
+    previous = {"phase": "Succeeded", "configHash": "h", "rowsOut": 5, "output": "/o", "conditions": []}
+    facts = BuildFacts(generation=1, config_hash="h", partitions=1, main_job_name="b-build-h", previous=previous)
+    out = trainingset_status(facts, None, None, [])
+    assert out.status["phase"] == "Succeeded" and out.status["rowsOut"] == 5 and out.verdict.state == "ready"
+
+
+def test_parse_summary_tolerates_other_shapes():
+    assert parse_summary("not json") == {}
+    assert parse_summary(json.dumps({"rowsOut": 3, "output": {"path": "/x"},
+                                     "catalogs": [{"name": "a", "matches": 2}]})) == {
+        "rowsOut": 3, "output": "/x", "catalogs": [{"name": "a", "matches": 2, "conflicts": 0}]}
