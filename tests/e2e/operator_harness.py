@@ -1,0 +1,169 @@
+"""Helpers of the operator's end-to-end tests: the real kubectl, the operator as a local
+process, and polling with deadlines (never sleeps as synchronisation)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+REPO = Path(__file__).resolve().parents[2]
+LOG_DIR = Path.home() / ".cache" / "alertops" / "e2e-logs"
+T = TypeVar("T")
+
+
+class Kubectl:
+    """The real kubectl of the test environment, bound to one kubeconfig."""
+
+    def __init__(self, binary: str, kubeconfig: str) -> None:
+        self.binary, self.kubeconfig = binary, kubeconfig
+
+    def run(self, *args: str, input: str | None = None, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run kubectl; with `check`, a non-zero exit raises with kubectl's stderr."""
+        cmd = [self.binary, "--kubeconfig", self.kubeconfig, "--request-timeout=30s", *args]
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        """`kubectl ... -o json`, parsed."""
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        result = self.run("get", kind, name, "-n", namespace, "-o", "json", "--ignore-not-found", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 and result.stdout.strip() else None
+
+    def apply(self, manifest: str, namespace: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        """`kubectl apply -f -` of a YAML text."""
+        return self.run("apply", "-n", namespace, "-f", "-", *extra, input=manifest)
+
+
+def wait_for(fn: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Poll `fn` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)  # polling interval of a deadline-bounded wait, not synchronisation
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OperatorProcess:
+    """`alertops operator` as a local subprocess with the test kubeconfig."""
+
+    def __init__(self, kubeconfig: str, name: str, *extra: str, env: dict[str, str] | None = None,
+                 scope: tuple[str, ...] = ("--all-namespaces",)) -> None:
+        self.kubeconfig, self.name, self.extra, self.scope = kubeconfig, name, extra, scope
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.liveness_port = free_port()
+        self.metrics_port = free_port()
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / f"operator-{name}.log"
+
+    def start(self, wait: bool = True) -> "OperatorProcess":
+        """Start the operator; with `wait`, return once its liveness endpoint answers."""
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, **self.env}
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "step_runtime", "operator", *self.scope,
+             "--liveness-port", str(self.liveness_port), "--metrics-port", str(self.metrics_port), *self.extra],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        log.close()
+        if wait:
+            wait_for(self.alive, 60, f"operator liveness on :{self.liveness_port} (log {self.log_path})")
+        return self
+
+    def alive(self) -> bool:
+        """Whether the liveness endpoint answers 200."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"operator exited; see {self.log_path}:\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        """The operator's Prometheus metrics text."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as a crash or an OOM kill would do."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the operator's log, for failure messages."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    """A status condition of `obj` by type ({} when absent)."""
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return c
+    return {}
+
+
+def step_manifest(name: str, replicas: int = 1, radius: float = 1.5, suspend: bool = False,
+                  image: str = "ghcr.io/alertops/alertops:0.1.0") -> str:
+    """A small valid PipelineStep (Kafka -> features -> PostgreSQL) as YAML."""
+    return f"""
+apiVersion: alertops.io/v1alpha1
+kind: PipelineStep
+metadata:
+  name: {name}
+spec:
+  image: {image}
+  replicas: {replicas}
+  suspend: {str(suspend).lower()}
+  source:
+    kafka:
+      bootstrapServers: kafka:9092
+      topics: [ztf-alerts]
+      groupId: {name}
+  processor:
+    crossmatch:
+      catalog: /catalogs/variables.parquet
+      idColumn: source_id
+      radiusArcsec: {radius}
+  sinks:
+    - postgres:
+        dsn: {{name: pg, key: dsn}}
+        table: xmatch
+        key: [oid]
+"""

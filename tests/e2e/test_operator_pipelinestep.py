@@ -1,0 +1,112 @@
+"""PipelineStep end to end: kubectl apply -> operator -> Deployment -> kwok pods -> status."""
+from __future__ import annotations
+
+from operator_harness import REPO, Kubectl, OperatorProcess, condition, step_manifest, wait_for
+
+HASH = "alertops.io/config-hash"
+
+
+def _deployment(kubectl: Kubectl, ns: str, name: str) -> dict | None:
+    return kubectl.get("deployment", name, ns)
+
+
+def _ready(kubectl: Kubectl, ns: str, name: str) -> dict | None:
+    obj = kubectl.get("pipelinestep", name, ns)
+    ok = (obj and condition(obj, "Ready").get("status") == "True"
+          and obj["status"].get("observedGeneration") == obj["metadata"]["generation"])
+    return obj if ok else None
+
+
+def test_example_becomes_a_ready_deployment(kubectl: Kubectl, operator: OperatorProcess, namespace: str):
+    kubectl.run("apply", "-n", namespace, "-f", str(REPO / "examples" / "pipelinestep-features.yaml"))
+    dep = wait_for(lambda: _deployment(kubectl, namespace, "ztf-features"), 60, "the Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert dep["spec"]["replicas"] == 2
+    assert c["command"] == ["alertops", "run", "/etc/alertops/step.yaml"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in c["env"]}
+    assert env["ALERTOPS_SECRET_ALERTS_POSTGRES_DSN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "alerts-postgres", "key": "dsn"}
+    owner = dep["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "PipelineStep" and owner["controller"] is True
+    cm = kubectl.get("configmap", "ztf-features-config", namespace)
+    assert cm and "kind: PipelineStep" in cm["data"]["step.yaml"]
+
+    kubectl.run("wait", "--for=condition=Ready", "pipelinestep/ztf-features", "-n", namespace,
+                "--timeout=120s", timeout=150)
+    step = kubectl.get("pipelinestep", "ztf-features", namespace)
+    assert step["status"]["phase"] == "Running" and step["status"]["readyReplicas"] == 2
+    assert step["status"]["selector"] == ("app.kubernetes.io/instance=ztf-features,"
+                                          "app.kubernetes.io/name=alertops-step")
+
+    table = kubectl.run("get", "pipelinesteps", "-n", namespace).stdout
+    header = table.splitlines()[0].split()
+    assert header[:6] == ["NAME", "READY", "PHASE", "REPLICAS", "PROCESSOR", "AGE"]
+    row = table.splitlines()[1].split()
+    assert row[:5] == ["ztf-features", "True", "Running", "2/2", "features"]
+    assert "ztf-features" in kubectl.run("get", "alertops", "-n", namespace).stdout
+
+    events = kubectl.run("get", "events", "-n", namespace, "--field-selector",
+                         "involvedObject.kind=PipelineStep,involvedObject.name=ztf-features").stdout
+    assert "Running" in events
+
+
+def test_scale_edit_suspend_delete(kubectl: Kubectl, operator: OperatorProcess, namespace: str):
+    kubectl.apply(step_manifest("lifecycle"), namespace)
+    wait_for(lambda: _ready(kubectl, namespace, "lifecycle"), 120, "lifecycle Ready")
+    first_hash = _deployment(kubectl, namespace, "lifecycle")["spec"]["template"]["metadata"]["annotations"][HASH]
+
+    # kubectl scale goes through the scale subresource and reaches the Deployment, without a roll.
+    kubectl.run("scale", "pipelinestep", "lifecycle", "--replicas=3", "-n", namespace)
+    dep = wait_for(lambda: (d := _deployment(kubectl, namespace, "lifecycle")) and d["spec"]["replicas"] == 3 and d,
+                   60, "Deployment scaled to 3")
+    assert dep["spec"]["template"]["metadata"]["annotations"][HASH] == first_hash
+    step = wait_for(lambda: (s := _ready(kubectl, namespace, "lifecycle")) and s["status"]["replicas"] == 3 and s,
+                    120, "3 ready replicas in status")
+    scale = kubectl.json("get", "--raw", f"/apis/alertops.io/v1alpha1/namespaces/{namespace}/pipelinesteps/lifecycle/scale")
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+    assert "app.kubernetes.io/instance=lifecycle" in scale["status"]["selector"]
+
+    # A config edit rolls the pods with a new hash.
+    kubectl.run("patch", "pipelinestep", "lifecycle", "-n", namespace, "--type=merge",
+                "-p", '{"spec":{"processor":{"crossmatch":{"radiusArcsec":2.5}}}}')
+    dep = wait_for(lambda: (d := _deployment(kubectl, namespace, "lifecycle"))
+                   and d["spec"]["template"]["metadata"]["annotations"][HASH] != first_hash and d,
+                   60, "a new config hash on the pod template")
+    step = wait_for(lambda: _ready(kubectl, namespace, "lifecycle"), 120, "Ready after the roll")
+    assert step["status"]["configHash"] == dep["spec"]["template"]["metadata"]["annotations"][HASH]
+    cm = kubectl.get("configmap", "lifecycle-config", namespace)
+    assert "radiusArcsec: 2.5" in cm["data"]["step.yaml"]
+
+    # suspend scales to 0 and says so.
+    kubectl.run("patch", "pipelinestep", "lifecycle", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    step = wait_for(lambda: (s := kubectl.get("pipelinestep", "lifecycle", namespace))
+                    and s["status"].get("phase") == "Suspended" and s, 120, "phase Suspended")
+    assert _deployment(kubectl, namespace, "lifecycle")["spec"]["replicas"] == 0
+    assert condition(step, "Ready")["reason"] == "Suspended"
+
+    # Deleting the resource removes its children (ownerReferences + garbage collector).
+    kubectl.run("delete", "pipelinestep", "lifecycle", "-n", namespace, "--timeout=60s", timeout=90)
+    wait_for(lambda: _deployment(kubectl, namespace, "lifecycle") is None
+             and kubectl.get("configmap", "lifecycle-config", namespace) is None, 90, "children garbage-collected")
+
+
+def test_drifted_or_deleted_child_is_restored(kubectl: Kubectl, operator: OperatorProcess, namespace: str):
+    kubectl.apply(step_manifest("selfheal", replicas=2), namespace)
+    wait_for(lambda: _ready(kubectl, namespace, "selfheal"), 120, "selfheal Ready")
+    kubectl.run("scale", "deployment", "selfheal", "--replicas=5", "-n", namespace)
+    wait_for(lambda: (d := _deployment(kubectl, namespace, "selfheal")) and d["spec"]["replicas"] == 2, 60,
+             "the operator to put replicas back to 2")
+    kubectl.run("delete", "deployment", "selfheal", "-n", namespace, "--wait=true", "--timeout=60s", timeout=90)
+    wait_for(lambda: _deployment(kubectl, namespace, "selfheal"), 60, "the Deployment re-created")
+    wait_for(lambda: _ready(kubectl, namespace, "selfheal"), 120, "selfheal Ready again")
+
+
+def test_operator_metrics(operator: OperatorProcess, kubectl: Kubectl, namespace: str):
+    kubectl.apply(step_manifest("metered"), namespace)
+    wait_for(lambda: _ready(kubectl, namespace, "metered"), 120, "metered Ready")
+    text = operator.metrics()
+    assert 'alertops_operator_reconciles_total{kind="PipelineStep",result="applied"}' in text
+    assert "alertops_operator_reconcile_duration_seconds_bucket" in text

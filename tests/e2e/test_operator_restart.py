@@ -1,0 +1,43 @@
+"""The operator killed mid-reconcile and restarted converges, with no duplicate children."""
+from __future__ import annotations
+
+from collections import Counter
+
+from operator_harness import Kubectl, OperatorProcess, condition, step_manifest, wait_for
+
+STEPS = [f"restart-{i:02d}" for i in range(12)]
+
+
+def _all_ready(kubectl: Kubectl, ns: str) -> bool:
+    items = kubectl.json("get", "pipelinesteps", "-n", ns)["items"]
+    return len(items) == len(STEPS) and all(
+        condition(s, "Ready").get("status") == "True"
+        and s["status"].get("observedGeneration") == s["metadata"]["generation"] for s in items)
+
+
+def test_kill_mid_reconcile_then_restart(kubectl: Kubectl, kubeconfig: str, private_namespace: str):
+    namespace = private_namespace
+    # An operator of its own, scoped to a namespace the session operator does not watch: it is
+    # killed while busy creating children, then a fresh one is started.
+    first = OperatorProcess(kubeconfig, "restart-1", scope=("--namespace", namespace)).start()
+    kubectl.apply("\n---\n".join(step_manifest(n) for n in STEPS), namespace)
+    wait_for(lambda: kubectl.json("get", "deployments", "-n", namespace)["items"], 60, "a first Deployment")
+    first.kill()
+    created = len(kubectl.json("get", "deployments", "-n", namespace)["items"])
+    # Some, not necessarily all, children exist now; the new operator must finish the job.
+    second = OperatorProcess(kubeconfig, "restart-2", scope=("--namespace", namespace))
+    try:
+        second.start()
+        wait_for(lambda: _all_ready(kubectl, namespace), 180, "all steps Ready after the restart")
+    finally:
+        second.stop()
+    deployments = kubectl.json("get", "deployments", "-n", namespace)["items"]
+    configmaps = [c for c in kubectl.json("get", "configmaps", "-n", namespace)["items"]
+                  if c["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "alertops-operator"]
+    replicasets = kubectl.json("get", "replicasets", "-n", namespace)["items"]
+    owners = Counter(d["metadata"]["ownerReferences"][0]["name"] for d in deployments)
+    assert sorted(owners) == STEPS and set(owners.values()) == {1}, owners
+    assert sorted(c["metadata"]["name"] for c in configmaps) == sorted(f"{n}-config" for n in STEPS)
+    rs_owners = Counter(r["metadata"]["ownerReferences"][0]["name"] for r in replicasets)
+    assert set(rs_owners.values()) == {1}, f"a Deployment rolled or was duplicated: {rs_owners}"
+    assert created >= 1
