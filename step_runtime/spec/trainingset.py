@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
 
 from step_runtime.spec.common import SecretKeyRef, SpecModel
 
@@ -21,6 +23,17 @@ CoordUnits = Literal["deg", "rad", "sexagesimal"]
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 # Output table and schema names: validated here, quoted again with psycopg2.sql when used.
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+
+def _label_text(value: Any) -> Any:
+    """Integral numbers as their integer text (1 and 1.0 -> "1"), other scalars as str."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
 
 
 class PostgresQuery(SpecModel):
@@ -46,7 +59,8 @@ class TableSpec(SpecModel):
     )
     column_names: list[str] | None = Field(
         default=None,
-        description="Column names for a file without a header line (whitespace or CSV); replaces any header.",
+        description="Names of the columns, for a text file without a header line (a whitespace table's "
+                    "`#` header line is then ignored).",
     )
     id_column: str | None = Field(
         default=None, description="Column holding the object identifier; unset means the 0-based row number."
@@ -96,6 +110,14 @@ class CatalogSpec(TableSpec):
         description="Trust order for combining labels: a smaller value wins; ties go to the earlier catalog in the list.",
     )
 
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _label_map_keys_as_text(cls, value: Any) -> Any:
+        # YAML reads `1: RRL` with an integer key; labels are compared as text, so take it as "1".
+        if isinstance(value, dict):
+            return {_label_text(k): _label_text(v) for k, v in value.items()}
+        return value
+
     @model_validator(mode="after")
     def _exactly_one_label(self) -> "CatalogSpec":
         if (self.label_column is None) == (self.label is None):
@@ -109,8 +131,9 @@ class CombineSpec(SpecModel):
     policy: Literal["priority", "agree", "drop"] = Field(
         default="priority",
         description="priority: the most trusted matching catalog's label wins, conflicts are flagged; "
-                    "agree: a label is kept only when all matching catalogs agree (conflicting rows keep no label); "
-                    "drop: rows whose catalogs disagree are left out of the output.",
+                    "agree: a label is kept only when all matching catalogs agree (conflicting rows are written "
+                    "with no label and conflict=true, for review); drop: rows whose catalogs disagree are left "
+                    "out of the output.",
     )
     matching: Literal["best-per-source", "one-to-one"] = Field(
         default="best-per-source",
@@ -118,7 +141,7 @@ class CombineSpec(SpecModel):
                     "objects); one-to-one: a catalog row labels only the nearest of the objects that chose it.",
     )
     keep_unlabeled: bool = Field(
-        default=False, description="Also write objects that end with no label (label null)."
+        default=False, description="Also write objects that no catalog matched (label null)."
     )
 
 

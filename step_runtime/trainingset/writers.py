@@ -1,0 +1,139 @@
+"""Writing results: files atomically (temp name + rename), PostgreSQL by upsert.
+
+A failed build never leaves a partial file at the final path: everything is written to a
+temporary name in the same directory, flushed, then renamed over the target in one step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from step_runtime.spec.trainingset import PostgresOutput
+from step_runtime.trainingset.errors import BuildError, BuildFailure
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success rename it to `path`, else delete it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"{path.parent}: cannot create output directory: {exc.strerror}") from None
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def output_format(path: Path, fmt: str) -> str:
+    """parquet or csv: as given, or csv for a .csv name and parquet otherwise."""
+    if fmt != "auto":
+        return fmt
+    return "csv" if path.name.lower().endswith(".csv") else "parquet"
+
+
+def write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    """Write `frame` as Parquet or CSV at `path`, atomically."""
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+
+
+def write_json(data: object, path: Path) -> None:
+    """Write JSON (indented, for people) at `path`, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _pg_type(series: pd.Series) -> str:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "bigint"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double precision"
+    return "text"
+
+
+def _python_rows(frame: pd.DataFrame) -> list[tuple]:
+    """Rows as tuples of plain Python values, None for every kind of missing."""
+    columns = []
+    for col in frame.columns:
+        series = frame[col]
+        kind = _pg_type(series)
+        values = series.astype(object).where(series.notna(), None).to_numpy(dtype=object)
+        if kind == "text":
+            values = np.array([None if v is None else str(v) for v in values], dtype=object)
+        elif kind == "bigint":
+            values = np.array([None if v is None else int(v) for v in values], dtype=object)
+        elif kind == "double precision":
+            values = np.array([None if v is None else float(v) for v in values], dtype=object)
+        elif kind == "boolean":
+            values = np.array([None if v is None else bool(v) for v in values], dtype=object)
+        columns.append(values)
+    return list(zip(*columns)) if columns else []
+
+
+def upsert_postgres(frame: pd.DataFrame, target: PostgresOutput, dsn: str, key: str = "id") -> int:
+    """Create the table if missing and upsert `frame` on `key`, in one transaction.
+
+    Identifiers are validated by the spec and quoted with psycopg2.sql, never formatted in.
+    Returns the number of rows written.
+    """
+    import psycopg2
+    from psycopg2 import sql
+    from psycopg2.extras import execute_values
+
+    table = sql.Identifier(target.schema_name, target.table)
+    where = f"PostgreSQL table {target.schema_name}.{target.table}"
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=max(1, min(30, int(target.timeout_seconds))),
+                                options=f"-c statement_timeout={int(target.timeout_seconds * 1000)}")
+    except psycopg2.OperationalError as exc:
+        raise BuildFailure(f"{where}: cannot connect: {str(exc).strip()}") from None
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT column_name FROM information_schema.columns "
+                        "WHERE table_schema = %s AND table_name = %s", (target.schema_name, target.table))
+            existing = {r[0] for r in cur.fetchall()}
+            if not existing:
+                cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(target.schema_name)))
+                defs = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_pg_type(frame[c])))
+                        for c in frame.columns]
+                defs.append(sql.SQL("PRIMARY KEY ({})").format(sql.Identifier(key)))
+                cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, sql.SQL(", ").join(defs)))
+            else:
+                missing = [c for c in frame.columns if c not in existing]
+                if missing:
+                    raise BuildError(f"{where}: exists without column(s) {missing}; drop the table or "
+                                     f"write to a new one (spec.output.postgres.table)")
+            cols = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
+            updates = sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in frame.columns if c != key)
+            statement = sql.SQL("INSERT INTO {} ({}) VALUES %s ON CONFLICT ({}) DO UPDATE SET {}").format(
+                table, cols, sql.Identifier(key), updates)
+            rows = _python_rows(frame)
+            if rows:
+                execute_values(cur, statement.as_string(cur), rows, page_size=1000)
+    except psycopg2.Error as exc:
+        raise BuildFailure(f"{where}: write failed: {str(exc).strip()}") from None
+    finally:
+        conn.close()
+    return len(frame)
