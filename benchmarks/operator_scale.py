@@ -1,0 +1,135 @@
+"""Operator at scale: 200 PipelineSteps applied at once on the test cluster (kwok nodes).
+
+Measures
+  all_ready_s            seconds from `kubectl apply` of all steps until every one is Ready
+                         (with observedGeneration current);
+  peak_rss_mb            the operator process's peak resident memory over the whole run;
+  idle_requests_per_min  API requests the operator makes during one idle minute, from the API
+                         server's own counter `apiserver_request_total`, summed over the
+                         resources only the operator touches when nothing changes (alertops.io
+                         kinds, configmaps, deployments, jobs, pods, events; WATCH excluded,
+                         since an open watch is one long request). The cluster-wide total is
+                         printed beside it for context.
+
+Usage (test environment up, `eval "$(scripts/testenv env)"`):
+  ~/.cache/alertops/venv/bin/python benchmarks/operator_scale.py [--steps 200] [--idle-seconds 60]
+Last line: RESULT operator steps=200 all_ready_s=<t> peak_rss_mb=<m> idle_requests_per_min=<q>
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from operator_harness import REPO, Kubectl, OperatorProcess, condition, step_manifest  # noqa: E402
+
+OPERATOR_RESOURCES = {"pipelinesteps", "trainingsetbuilds", "configmaps", "deployments", "jobs", "pods", "events"}
+METRIC = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
+
+
+class RssSampler(threading.Thread):
+    """Samples VmRSS of a process every 0.2 s and keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_kb, self._stop = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while not self._stop.is_set():
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except OSError:
+                return
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def request_counts(kubectl: Kubectl) -> tuple[float, float]:
+    """(requests to the operator's resources excluding WATCH, all requests) so far."""
+    ours = total = 0.0
+    for line in kubectl.run("get", "--raw", "/metrics", timeout=60).stdout.splitlines():
+        m = METRIC.match(line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"]))
+        value = float(m["value"])
+        total += value
+        if labels.get("resource") in OPERATOR_RESOURCES and labels.get("verb") != "WATCH":
+            ours += value
+    return ours, total
+
+
+def all_ready(kubectl: Kubectl, ns: str, steps: int) -> int:
+    items = kubectl.json("get", "pipelinesteps", "-n", ns)["items"]
+    return sum(1 for s in items if condition(s, "Ready").get("status") == "True"
+               and (s.get("status") or {}).get("observedGeneration") == s["metadata"]["generation"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting for Ready after this")
+    args = parser.parse_args()
+    kubeconfig, binary = os.environ.get("KUBECONFIG"), os.environ.get("ALERTOPS_KUBECTL")
+    if not kubeconfig or not binary:
+        print("operator_scale: run `eval \"$(scripts/testenv env)\"` first (KUBECONFIG, ALERTOPS_KUBECTL)",
+              file=sys.stderr)
+        return 2
+    kubectl = Kubectl(binary, kubeconfig)
+    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "pipelinesteps.alertops.io.yaml"))
+    kubectl.run("wait", "--for=condition=Established", "crd/pipelinesteps.alertops.io", "--timeout=60s", timeout=90)
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    kubectl.run("create", "namespace", ns)
+    op = OperatorProcess(kubeconfig, "bench", "--log-format", "json", scope=("--namespace", ns)).start()
+    sampler = RssSampler(op.proc.pid)
+    sampler.start()
+    try:
+        manifest = "\n---\n".join(step_manifest(f"bench-{i:03d}") for i in range(args.steps))
+        start = time.monotonic()
+        kubectl.run("apply", "-n", ns, "-f", "-", input=manifest, timeout=300)
+        ready = 0
+        while ready < args.steps:
+            if time.monotonic() - start > args.timeout:
+                print(f"operator_scale: only {ready}/{args.steps} Ready after {args.timeout}s; "
+                      f"see {op.log_path}", file=sys.stderr)
+                return 1
+            ready = all_ready(kubectl, ns, args.steps)
+            print(f"  {time.monotonic() - start:6.1f}s  ready {ready}/{args.steps}", file=sys.stderr)
+            time.sleep(1.0)  # sampling interval of the progress poll
+        all_ready_s = time.monotonic() - start
+        # Let the last status writes and timers settle before measuring the idle rate.
+        time.sleep(10.0)  # settle time before the idle window, part of the measurement protocol
+        ours0, total0 = request_counts(kubectl)
+        time.sleep(args.idle_seconds)  # the idle window being measured
+        ours1, total1 = request_counts(kubectl)
+        per_min = 60.0 / args.idle_seconds
+        idle_ours = (ours1 - ours0) * per_min
+        idle_total = (total1 - total0) * per_min
+        peak_mb = sampler.peak_kb / 1024
+        print(f"steps={args.steps} all_ready_s={all_ready_s:.1f} peak_rss_mb={peak_mb:.0f} "
+              f"idle requests/min: operator resources {idle_ours:.0f}, whole API server {idle_total:.0f}",
+              file=sys.stderr)
+        print(f"RESULT operator steps={args.steps} all_ready_s={all_ready_s:.1f} peak_rss_mb={peak_mb:.0f} "
+              f"idle_requests_per_min={idle_ours:.0f}")
+        return 0
+    finally:
+        sampler.stop()
+        op.stop()
+        kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
