@@ -196,3 +196,16 @@ def test_parse_summary_tolerates_other_shapes():
     assert parse_summary(json.dumps({"rowsOut": 3, "output": {"path": "/x"},
                                      "catalogs": [{"name": "a", "matches": 2}]})) == {
         "rowsOut": 3, "output": "/x", "catalogs": [{"name": "a", "matches": 2, "conflicts": 0}]}
+
+
+def test_parse_summary_reads_what_alertops_build_writes():
+    """Contract with step_runtime.trainingset.report.compact_summary (the termination message)."""
+    from step_runtime.trainingset.report import compact_summary
+
+    text = compact_summary({"phase": "done", "rows_in": 50, "rows_out": 12, "conflicts": 1,
+                            "output": {"path": "/data/t.parquet", "format": "parquet"},
+                            "catalogs": {"vsx": {"matches": 9, "conflicts": 1}, "gaia": {"matches": 4}},
+                            "classes": {"RRL": 7}})
+    parsed = parse_summary(text)
+    assert parsed["rowsIn"] == 50 and parsed["rowsOut"] == 12 and parsed["output"] == "/data/t.parquet"
+    assert {c["name"]: (c["matches"], c["conflicts"]) for c in parsed["catalogs"]} == {"vsx": (9, 1), "gaia": (4, 0)}
