@@ -14,7 +14,8 @@ def band_edges_deg(n_partitions: int) -> np.ndarray:
     """n+1 declination edges (degrees) splitting the sphere into n bands of equal area."""
     if n_partitions < 1:
         raise ValueError(f"n_partitions must be >= 1, got {n_partitions}")
-    edges = np.degrees(np.arcsin(np.linspace(-1.0, 1.0, n_partitions + 1)))
+    # Rounded so that round numbers (30 deg for n=4) sit exactly on an edge, not an ulp beside it.
+    edges = np.round(np.degrees(np.arcsin(np.linspace(-1.0, 1.0, n_partitions + 1))), 9)
     edges[0], edges[-1] = -90.0, 90.0
     return edges
 

@@ -134,10 +134,20 @@ def _finish(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, merged: Me
     return summary
 
 
+def check_secrets(spec: TrainingSetBuildSpec, inputs: bool = True, output: bool = True) -> None:
+    """Fail before any work when a secret this mode needs is not in the environment."""
+    refs = [t.query.dsn for t in [spec.source, *spec.catalogs] if t.query is not None] if inputs else []
+    if output and spec.output.postgres is not None:
+        refs.append(spec.output.postgres.dsn)
+    for ref in refs:
+        secret_value(ref)
+
+
 def build_all(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, workers: int,
               tty: bool | None = None) -> dict:
     """The whole build in this process (and a pool of forked workers for partitions)."""
     started = time.monotonic()
+    check_secrets(spec)
     n = spec.parallelism
     total = 1 + len(spec.catalogs) + n + 3 + (spec.output.postgres is not None)
     with Progress(total, tty) as progress:
@@ -154,6 +164,7 @@ def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k:
     n = spec.parallelism
     if not 0 <= k < n:
         raise BuildError(f"--partition {k}: expected 0 <= K < spec.parallelism ({n})")
+    check_secrets(spec, output=False)
     with Progress(2 + len(spec.catalogs), tty) as progress:
         inputs = load_inputs(spec, paths.base_dir, progress.step)
         part = match_partition(inputs, k, n)
@@ -172,6 +183,7 @@ def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k:
 def build_merge(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, tty: bool | None = None) -> dict:
     """Merge every partition's result into the final output."""
     started = time.monotonic()
+    check_secrets(spec, inputs=False)
     n = spec.parallelism
     digest = spec_digest(spec)
     parts, metas = [], []
