@@ -1,0 +1,1 @@
+"""The step runtime: source -> decode -> validate -> process -> sinks -> commit (`alertops run`)."""

@@ -1,0 +1,86 @@
+"""Decoders: message bytes -> alert dict. Each raises DecodeError on bad input, never crashes."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import fastavro
+
+from step_runtime.step.avro_container import read_container
+
+CUTOUT_FIELDS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
+
+
+class DecodeError(ValueError):
+    """A message whose bytes cannot be turned into a record."""
+
+
+def decode_ztf_avro(value: bytes) -> dict[str, Any]:
+    """A ZTF alert packet: an Avro container with its own writer schema and one record.
+
+    Cutout stamps are dropped from the record (processors never use them; the raw bytes stay
+    available for the dead letter).
+    """
+    try:
+        records = read_container(value)
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt data
+        raise DecodeError(f"undecodable Avro container: {type(exc).__name__}: {exc}") from None
+    if len(records) != 1:
+        raise DecodeError(f"expected one alert per Avro container, found {len(records)}")
+    record = records[0]
+    if not isinstance(record, dict):
+        raise DecodeError(f"alert record is a {type(record).__name__}, expected a record")
+    for name in CUTOUT_FIELDS:
+        record.pop(name, None)
+    return record
+
+
+def make_schemaless_avro_decoder(schema_path: Path) -> Callable[[bytes], dict[str, Any]]:
+    """A decoder for schemaless Avro written with the schema in `schema_path`."""
+    try:
+        schema = fastavro.schema.load_schema(str(schema_path))
+    except Exception as exc:  # noqa: BLE001
+        raise DecodeError(f"cannot load Avro schema {schema_path}: {exc}") from None
+
+    def decode(value: bytes) -> dict[str, Any]:
+        buf = io.BytesIO(value)
+        try:
+            record = fastavro.schemaless_reader(buf, schema)
+        except Exception as exc:  # noqa: BLE001
+            raise DecodeError(f"undecodable schemaless Avro: {type(exc).__name__}: {exc}") from None
+        if buf.tell() != len(value):
+            raise DecodeError(f"schemaless Avro left {len(value) - buf.tell()} trailing bytes (wrong schema?)")
+        if not isinstance(record, dict):
+            raise DecodeError("Avro value is not a record")
+        for name in CUTOUT_FIELDS:
+            record.pop(name, None)
+        return record
+
+    return decode
+
+
+def decode_json(value: bytes) -> dict[str, Any]:
+    """A JSON object (NaN/Infinity literals accepted, as Python's json writes them)."""
+    try:
+        record = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise DecodeError(f"JSON message is a {type(record).__name__}, expected an object")
+    return record
+
+
+def make_decoder(fmt: str, schema_path: Path | None) -> Callable[[bytes], dict[str, Any]]:
+    """The decoder for a source format: ztf-avro, avro (needs schema_path) or json."""
+    if fmt == "ztf-avro":
+        return decode_ztf_avro
+    if fmt == "avro":
+        if schema_path is None:
+            raise DecodeError("format avro needs schemaPath")
+        return make_schemaless_avro_decoder(schema_path)
+    if fmt == "json":
+        return decode_json
+    raise DecodeError(f"unknown format {fmt!r} (expected ztf-avro, avro or json)")
+

@@ -1,0 +1,214 @@
+"""The step loop: poll -> decode -> validate -> process -> every sink -> commit, with retries.
+
+Promises this file keeps:
+- a batch's offsets are committed only after every sink and the dead letter accepted it;
+- a sink outage is retried with exponential backoff, readiness goes false, nothing is committed;
+- on stop (SIGTERM) a batch is either finished and committed whole, or abandoned uncommitted.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from step_runtime.step.decode import DecodeError
+from step_runtime.step.messages import DeadLetter, Message
+from step_runtime.step.observe import Health, StepMetrics
+from step_runtime.step.processors import Processor
+from step_runtime.step.sinks import SinkUnavailable
+from step_runtime.step.validate import ValidationError, validate_alert
+
+log = logging.getLogger("alertops.step")
+
+
+@dataclass
+class RunSummary:
+    """Counts of a run, printed at its end."""
+
+    messages_in: int = 0
+    outputs: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    stopped_by_signal: bool = False
+    preview: list[dict[str, Any]] = field(default_factory=list)
+
+
+def transform(messages: list[Message], decode: Callable[[bytes], dict[str, Any]],
+              processor: Processor) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
+    """Decode, validate and process a batch; every message ends as output or as a dead letter."""
+    dead: list[DeadLetter] = []
+    records: list[dict[str, Any]] = []
+    origin: list[Message] = []
+    for m in messages:
+        try:
+            rec = decode(m.value)
+        except DecodeError as exc:
+            dead.append(DeadLetter(m, "decode", str(exc)))
+            continue
+        if processor.validates_alerts:
+            try:
+                validate_alert(rec)
+            except ValidationError as exc:
+                dead.append(DeadLetter(m, "validate", str(exc)))
+                continue
+        records.append(rec)
+        origin.append(m)
+    try:
+        outputs, failures = processor.process(records)
+    except Exception:  # noqa: BLE001 - isolate the messages that break the batch
+        outputs, failures = [], []
+        for i, rec in enumerate(records):
+            try:
+                out, fail = processor.process([rec])
+                outputs.extend(out)
+                failures.extend((i, err) for _, err in fail)
+            except Exception as exc:  # noqa: BLE001
+                failures.append((i, f"{type(exc).__name__}: {exc}"))
+    dead.extend(DeadLetter(origin[i], "process", err) for i, err in failures)
+    return outputs, dead
+
+
+class StepRunner:
+    """Runs one step until the input ends (files), it is stopped, or it has been idle too long."""
+
+    def __init__(self, *, source: Any, decode: Callable[[bytes], dict[str, Any]], processor: Processor,
+                 sinks: list[Any], dead_letters: Any, metrics: StepMetrics, health: Health,
+                 stop: threading.Event, initial_backoff_s: float, max_backoff_s: float,
+                 exit_when_idle_s: float | None = None, preview_rows: int = 0) -> None:
+        self.source = source
+        self.decode = decode
+        self.processor = processor
+        self.sinks = sinks
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.health = health
+        self.stop = stop
+        self.initial_backoff_s = initial_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.exit_when_idle_s = exit_when_idle_s
+        self.preview_rows = preview_rows
+        self.summary = RunSummary()
+        self.step = metrics.step
+
+    # -- connecting ---------------------------------------------------------------------------
+    def _with_backoff(self, what: str, attempt: Callable[[], None]) -> bool:
+        """Call `attempt` until it stops raising SinkUnavailable; False if stopped meanwhile."""
+        backoff = self.initial_backoff_s
+        while True:
+            try:
+                attempt()
+                return True
+            except SinkUnavailable as exc:
+                self.health.set_ready(False, str(exc))
+                self.metrics.ready.labels(self.step).set(0)
+                log.warning("%s failed; retrying", what,
+                            extra={"fields": {"error": str(exc), "retry_in_s": round(backoff, 3)}})
+            self.health.beat()
+            if self.stop.wait(backoff):
+                return False
+            backoff = min(backoff * 2, self.max_backoff_s)
+
+    def open(self) -> bool:
+        """Connect source, sinks and dead letter (retrying); False if stopped first."""
+        for part in [self.source, *self.sinks, self.dead_letters]:
+            name = getattr(part, "name", "source")
+            if not self._with_backoff(f"opening {name}", part.open):
+                return False
+        self._set_ready()
+        return True
+
+    def _set_ready(self) -> None:
+        self.health.set_ready(True)
+        self.metrics.ready.labels(self.step).set(1)
+
+    # -- one batch ----------------------------------------------------------------------------
+    def deliver(self, outputs: list[dict[str, Any]], dead: list[DeadLetter]) -> bool:
+        """Hand the batch to every sink and the dead letter; True once all accepted it.
+
+        A sink that accepted is not asked again while another one is retried, so a Kafka sink
+        does not produce the batch twice because PostgreSQL was down.
+        """
+        pending: list[tuple[Any, list[Any]]] = [(s, outputs) for s in self.sinks]
+        if dead:
+            pending.append((self.dead_letters, dead))
+
+        def attempt() -> None:
+            failure: SinkUnavailable | None = None
+            for item in list(pending):
+                writer, payload = item
+                try:
+                    writer.write(payload)
+                    pending.remove(item)
+                except SinkUnavailable as exc:
+                    self.metrics.sink_failures.labels(self.step, writer.name).inc()
+                    failure = exc
+            if failure is not None:
+                raise failure
+
+        return self._with_backoff("writing batch", attempt)
+
+    def run(self) -> RunSummary:
+        """The loop. Returns when the input ends, on stop, or after exit_when_idle_s without input."""
+        if not self.open():
+            self.summary.stopped_by_signal = True
+            return self.summary
+        idle_since = time.monotonic()
+        while not self.stop.is_set():
+            self.health.beat()
+            self._update_lag()
+            started = time.monotonic()  # batch latency runs from its first poll to its commit
+            messages = self.source.poll_batch(self.stop.is_set)
+            if messages is None:
+                log.info("input exhausted")
+                break
+            if self.stop.is_set():
+                log.info("stopping: abandoning the batch being polled (not committed)",
+                         extra={"fields": {"messages": len(messages)}})
+                break
+            if not messages:
+                if self.exit_when_idle_s is not None and time.monotonic() - idle_since >= self.exit_when_idle_s:
+                    log.info("idle; exiting", extra={"fields": {"idle_s": self.exit_when_idle_s}})
+                    break
+                continue
+            self.metrics.messages_in.labels(self.step).inc(len(messages))
+            self.summary.messages_in += len(messages)
+            outputs, dead = transform(messages, self.decode, self.processor)
+            if not self.deliver(outputs, dead):
+                log.info("stopping: batch abandoned during sink retries (not committed)",
+                         extra={"fields": {"messages": len(messages)}})
+                self.summary.stopped_by_signal = True
+                break
+            self.source.commit(messages)
+            self._set_ready()
+            elapsed = time.monotonic() - started
+            self.metrics.batch_seconds.labels(self.step).observe(elapsed)
+            self.metrics.batches.labels(self.step).inc()
+            self.metrics.messages_out.labels(self.step).inc(len(outputs))
+            for d in dead:
+                self.metrics.dead_letters.labels(self.step, d.stage).inc()
+            self.summary.outputs += len(outputs)
+            self.summary.dead_letters += len(dead)
+            self.summary.batches += 1
+            if len(self.summary.preview) < self.preview_rows:
+                self.summary.preview.extend(outputs[: self.preview_rows - len(self.summary.preview)])
+            log.info("batch committed", extra={"fields": {
+                "messages": len(messages), "outputs": len(outputs), "dead_letters": len(dead),
+                "batch_ms": round(elapsed * 1000, 1)}})
+            idle_since = time.monotonic()
+        if self.stop.is_set():
+            self.summary.stopped_by_signal = True
+        return self.summary
+
+    def _update_lag(self) -> None:
+        for (topic, partition), lag in self.source.lag().items():
+            self.metrics.lag.labels(self.step, topic, str(partition)).set(lag)
+
+    def close(self) -> None:
+        """Close every part, ignoring errors (we are leaving anyway)."""
+        for part in [*self.sinks, self.dead_letters, self.source]:
+            try:
+                part.close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("close failed", extra={"fields": {"part": getattr(part, "name", "source"), "error": str(exc)}})

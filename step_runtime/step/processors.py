@@ -1,0 +1,267 @@
+"""Processors: a batch of records in, output records and per-message failures out.
+
+Each processor works on the whole batch at once (numpy arrays, one predict/match call) and
+reports a failure per message only for what cannot be computed for that message.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from step_runtime.spec.pipelinestep import (CrossmatchProcessor, FeaturesProcessor, ModelProcessor,
+                                            ProcessorSpec, PythonProcessor)
+from step_runtime.step.features import alert_features
+from step_runtime.step.model import load_pinned_model, model_feature_names, ranked_probabilities
+
+Failure = tuple[int, str]  # (index in the batch's records, error)
+
+
+class Processor(Protocol):
+    """What the step loop needs from a processor."""
+
+    validates_alerts: bool  # True: records must pass validate_alert before process()
+
+    def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
+        """Outputs for the batch, and the records that failed (by index) with their error."""
+        ...
+
+
+def _identity(records: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """oid, candid, ra, dec, jd of validated alerts, as columns."""
+    cands = [r["candidate"] for r in records]
+    return {"oid": [r["objectId"] for r in records], "candid": [r["candid"] for r in records],
+            "ra": [float(c["ra"]) for c in cands], "dec": [float(c["dec"]) for c in cands],
+            "jd": [float(c["jd"]) for c in cands]}
+
+
+def _rows(columns: dict[str, Sequence[Any]], n: int) -> list[dict[str, Any]]:
+    """Columns -> list of row dicts (numpy arrays become plain Python values)."""
+    lists = {k: (v.tolist() if isinstance(v, np.ndarray) else list(v)) for k, v in columns.items()}
+    return [{k: lists[k][i] for k in lists} for i in range(n)]
+
+
+class FeaturesStep:
+    """Light-curve features per alert (see step_runtime.step.features)."""
+
+    validates_alerts = True
+
+    def __init__(self, spec: FeaturesProcessor) -> None:
+        self.min_detections = spec.min_detections
+
+    def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
+        if not records:
+            return [], []
+        cols: dict[str, Sequence[Any]] = _identity(records)
+        cols.update(alert_features(records, self.min_detections))
+        return _rows(cols, len(records)), []
+
+
+class ModelStep:
+    """Every class probability of a pinned classifier, with its ranking."""
+
+    def __init__(self, spec: ModelProcessor, base_dir: Path) -> None:
+        path = Path(spec.path)
+        path = path if path.is_absolute() else base_dir / path
+        self.model = load_pinned_model(path, spec.sha256)
+        self.features = model_feature_names(self.model, spec.features)
+        self.name = spec.classifier_name
+        self.version = spec.classifier_version
+        self.from_alert = spec.features_from == "alert"
+        self.validates_alerts = self.from_alert
+        self.classes = [str(c) for c in self.model.classes_]
+
+    def _matrix(self, records: list[dict[str, Any]]) -> tuple[Any, dict[str, list[Any]], list[Failure]]:
+        import pandas as pd
+
+        if self.from_alert:
+            feats = alert_features(records)
+            return pd.DataFrame({n: feats[n] for n in self.features}), _identity(records), []
+        failures: list[Failure] = []
+        ids: dict[str, list[Any]] = {"oid": [], "candid": []}
+        rows = []
+        for i, r in enumerate(records):
+            oid = r.get("oid", r.get("objectId"))
+            if not isinstance(oid, str) or not oid:
+                failures.append((i, f"oid: missing or empty (got {oid!r}), expected the object id"))
+                continue
+            ids["oid"].append(oid)
+            ids["candid"].append(r.get("candid"))
+            rows.append([_as_float(r.get(n)) for n in self.features])
+        return pd.DataFrame(rows, columns=self.features, dtype=float), ids, failures
+
+    def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
+        if not records:
+            return [], []
+        X, ids, failures = self._matrix(records)
+        if self.from_alert:
+            kept = list(range(len(records)))
+        else:
+            bad = {i for i, _ in failures}
+            kept = [i for i in range(len(records)) if i not in bad]
+        if not kept:
+            return [], failures
+        try:
+            proba = self.model.predict_proba(X)
+        except Exception:  # noqa: BLE001 - find the rows that fail, keep the others
+            proba, row_failures = _predict_row_by_row(self.model, X)
+            failures += [(kept[j], err) for j, err in row_failures]
+        ranked = ranked_probabilities(np.nan_to_num(proba, nan=-1.0), self.classes, self.name, self.version)
+        failed = {i for i, _ in failures}
+        out = []
+        for j, i in enumerate(kept):
+            if i in failed:
+                continue
+            rec = {k: v[j] for k, v in ids.items()}
+            top = next(p for p in ranked[j] if p["ranking"] == 1)
+            rec.update({"classifier_name": self.name, "classifier_version": self.version,
+                        "class_name": top["class_name"], "probability": top["probability"],
+                        "probabilities": ranked[j]})
+            out.append(rec)
+        return out, failures
+
+
+def _as_float(v: Any) -> float:
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _predict_row_by_row(model: Any, X: Any) -> tuple[np.ndarray, list[Failure]]:
+    """Fallback when a whole-batch predict fails: predict each row, report the failing ones."""
+    proba = np.full((len(X), len(model.classes_)), np.nan)
+    failures: list[Failure] = []
+    for j in range(len(X)):
+        try:
+            proba[j] = model.predict_proba(X.iloc[[j]])[0]
+        except Exception as exc:  # noqa: BLE001
+            failures.append((j, f"model.predict_proba failed: {type(exc).__name__}: {exc}"))
+    return proba, failures
+
+
+class CrossmatchStep:
+    """Nearest catalog object within a radius, using the shared SkyIndex (built once)."""
+
+    validates_alerts = True
+
+    def __init__(self, spec: CrossmatchProcessor, base_dir: Path) -> None:
+        from step_runtime.crossmatch import SkyIndex
+
+        path = Path(spec.catalog)
+        path = path if path.is_absolute() else base_dir / path
+        table = read_catalog(path, [spec.ra_column, spec.dec_column, spec.id_column, *spec.columns])
+        self.ids = table[spec.id_column].to_numpy()
+        self.extra = {c: table[c].to_numpy() for c in spec.columns}
+        self.index = SkyIndex(table[spec.ra_column].to_numpy(dtype=float), table[spec.dec_column].to_numpy(dtype=float))
+        self.radius = spec.radius_arcsec
+        self.prefix = spec.prefix
+
+    def match_arrays(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> dict[str, np.ndarray]:
+        """Catalog columns of the nearest match of each position (None where there is none)."""
+        m = self.index.nearest(ra_deg, dec_deg, self.radius)
+        idx = np.asarray(m.index)
+        hit = idx >= 0
+        safe = np.where(hit, idx, 0)
+        p = self.prefix
+
+        def pick(values: np.ndarray) -> np.ndarray:
+            col = values[safe].astype(object)
+            col[~hit] = None
+            return col
+
+        cols = {f"{p}id": pick(self.ids), f"{p}separation_arcsec": np.asarray(m.separation_arcsec, dtype=float),
+                f"{p}n_within": np.asarray(m.n_within)}
+        for c, values in self.extra.items():
+            cols[f"{p}{c}"] = pick(values)
+        return cols
+
+    def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
+        if not records:
+            return [], []
+        cols: dict[str, Sequence[Any]] = _identity(records)
+        cols.update(self.match_arrays(np.asarray(cols["ra"]), np.asarray(cols["dec"])))
+        return _rows(cols, len(records)), []
+
+
+def read_catalog(path: Path, columns: list[str]) -> Any:
+    """A catalog as a DataFrame (Parquet, or CSV with any compression pandas infers)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise ValueError(f"spec.processor.crossmatch.catalog: {path} does not exist")
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+    else:
+        table = pd.read_csv(path)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"spec.processor.crossmatch: catalog {path} has no column(s) {missing} "
+                         f"(columns: {list(table.columns)[:20]})")
+    return table
+
+
+class PythonStep:
+    """A user's module:function(records, config) -> list[dict], called once per batch.
+
+    If the call raises for the batch, it is called again message by message so only the
+    messages that fail go to the dead letter.
+    """
+
+    validates_alerts = False
+
+    def __init__(self, spec: PythonProcessor, base_dir: Path) -> None:
+        if spec.path:
+            extra = Path(spec.path)
+            extra = extra if extra.is_absolute() else base_dir / extra
+            if str(extra) not in sys.path:
+                sys.path.insert(0, str(extra))
+        module_name, func_name = spec.function.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"spec.processor.python.function: cannot import {module_name!r}: {exc}") from None
+        func = getattr(module, func_name, None)
+        if not callable(func):
+            raise ValueError(f"spec.processor.python.function: {module_name!r} has no function {func_name!r}")
+        self.func: Callable[..., Any] = func
+        self.config = dict(spec.config)
+
+    def _call(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = self.func(records, self.config)
+        if not isinstance(out, list) or not all(isinstance(r, dict) for r in out):
+            raise TypeError(f"{self.func.__name__} returned {type(out).__name__}, expected a list of dicts")
+        return out
+
+    def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
+        if not records:
+            return [], []
+        try:
+            return self._call(records), []
+        except Exception:  # noqa: BLE001 - retry one by one to isolate the bad messages
+            pass
+        outputs: list[dict[str, Any]] = []
+        failures: list[Failure] = []
+        for i, r in enumerate(records):
+            try:
+                outputs.extend(self._call([r]))
+            except Exception as exc:  # noqa: BLE001
+                failures.append((i, f"{type(exc).__name__}: {exc}"))
+        return outputs, failures
+
+
+def build_processor(spec: ProcessorSpec, base_dir: Path) -> Processor:
+    """The processor the spec chooses; relative paths resolve against the manifest's folder."""
+    if spec.features is not None:
+        return FeaturesStep(spec.features)
+    if spec.model is not None:
+        return ModelStep(spec.model, base_dir)
+    if spec.crossmatch is not None:
+        return CrossmatchStep(spec.crossmatch, base_dir)
+    if spec.python is not None:
+        return PythonStep(spec.python, base_dir)
+    raise ValueError("spec.processor: no processor chosen")

@@ -1,0 +1,189 @@
+"""PostgreSQL sink: batched INSERT ... ON CONFLICT DO UPDATE (execute_values), one transaction per batch."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from step_runtime.spec.pipelinestep import PG_IDENTIFIER, PostgresConnection, PostgresSink
+from step_runtime.step.secrets import secret_value
+from step_runtime.step.sinks import SinkUnavailable
+
+# ALeRCE's probability table: one row per (object, class, classifier, version).
+PROBABILITY_KEY = ["oid", "class_name", "classifier_name", "classifier_version"]
+PROBABILITY_COLUMNS = [*PROBABILITY_KEY, "probability", "ranking"]
+PROBABILITY_DDL = """CREATE TABLE IF NOT EXISTS {table} (
+    oid varchar NOT NULL, class_name varchar NOT NULL, classifier_name varchar NOT NULL,
+    classifier_version varchar NOT NULL, probability double precision NOT NULL,
+    ranking integer NOT NULL,
+    PRIMARY KEY (oid, class_name, classifier_name, classifier_version))"""
+
+
+def quote_ident(name: str) -> str:
+    """A validated identifier in double quotes; raise ValueError for anything else."""
+    if not re.match(PG_IDENTIFIER, name):
+        raise ValueError(f"{name!r} is not a valid PostgreSQL identifier (letters, digits, _; at most 63)")
+    return '"' + name + '"'
+
+
+def quote_table(table: str) -> str:
+    """A possibly schema-qualified table name, each part validated and quoted."""
+    return ".".join(quote_ident(part) for part in table.split("."))
+
+
+def upsert_sql(table: str, columns: list[str], key: list[str]) -> str:
+    """INSERT ... VALUES %s ON CONFLICT (key) DO UPDATE SET non-key = EXCLUDED.non-key."""
+    cols = ", ".join(quote_ident(c) for c in columns)
+    keys = ", ".join(quote_ident(c) for c in key)
+    rest = [c for c in columns if c not in key]
+    if rest:
+        sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in rest)
+        action = f"DO UPDATE SET {sets}"
+    else:
+        action = "DO NOTHING"
+    return f"INSERT INTO {quote_table(table)} ({cols}) VALUES %s ON CONFLICT ({keys}) {action}"
+
+
+def probability_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records of the model processor exploded into one row per class (the probability table)."""
+    rows = []
+    for rec in records:
+        for p in rec.get("probabilities") or [rec]:
+            rows.append({"oid": rec["oid"], "class_name": p["class_name"],
+                         "classifier_name": p.get("classifier_name", rec.get("classifier_name")),
+                         "classifier_version": p.get("classifier_version", rec.get("classifier_version")),
+                         "probability": p["probability"], "ranking": p["ranking"]})
+    return rows
+
+
+def last_per_key(rows: list[dict[str, Any]], key: list[str]) -> list[dict[str, Any]]:
+    """One row per natural key, the last one winning (ON CONFLICT cannot touch a row twice)."""
+    by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        by_key[tuple(r.get(k) for k in key)] = r
+    return list(by_key.values())
+
+
+def sql_type(value: Any) -> str:
+    """The column type `create_table` gives a field, from an example value."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double precision"
+    if isinstance(value, (dict, list)):
+        return "jsonb"
+    return "text"
+
+
+def connection_dsn(conn: PostgresConnection, field: str) -> str:
+    """A libpq DSN from a dsn Secret, or from host/port/database/user + password Secret."""
+    if conn.dsn is not None:
+        return secret_value(conn.dsn, f"{field}.dsn")
+    from psycopg2.extensions import make_dsn
+
+    password = secret_value(conn.password, f"{field}.password") if conn.password else None
+    return make_dsn(host=conn.host, port=conn.port, dbname=conn.database, user=conn.user, password=password)
+
+
+def is_outage(exc: Exception) -> bool:
+    """True for errors that mean "the server is not there" (retry), False for bad SQL/data."""
+    import psycopg2
+
+    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        return True
+    # admin_shutdown, crash_shutdown, cannot_connect_now
+    return getattr(exc, "pgcode", None) in ("57P01", "57P02", "57P03")
+
+
+class PostgresSinkWriter:
+    """Upserts a batch in one transaction; a lost connection is SinkUnavailable and reconnects."""
+
+    def __init__(self, name: str, spec: PostgresSink, field: str) -> None:
+        self.name = name
+        self.spec = spec
+        self.field = field
+        self.dsn = connection_dsn(spec, field)
+        self.probability = spec.mode == "probability"
+        self.key = PROBABILITY_KEY if self.probability else list(spec.key)
+        quote_table(spec.table)
+        self.conn: Any = None
+        self.created = False
+
+    def open(self) -> None:
+        import psycopg2
+
+        if self.conn is not None and not self.conn.closed:
+            return
+        try:
+            self.conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="alertops-step",
+                                         options="-c statement_timeout=60000")
+        except psycopg2.Error as exc:
+            self.conn = None
+            raise SinkUnavailable(f"{self.name}: cannot connect to PostgreSQL: {str(exc).strip()}") from None
+
+    def _columns(self, rows: list[dict[str, Any]]) -> list[str]:
+        if self.probability:
+            return PROBABILITY_COLUMNS
+        if self.spec.columns:
+            return list(self.spec.columns)
+        cols: list[str] = []
+        for r in rows:
+            for c in r:
+                if c not in cols:
+                    cols.append(c)
+        return cols
+
+    def _create(self, cur: Any, rows: list[dict[str, Any]], columns: list[str]) -> None:
+        table = quote_table(self.spec.table)
+        if self.probability:
+            cur.execute(PROBABILITY_DDL.format(table=table))
+            return
+        types = {}
+        for c in columns:
+            example = next((r[c] for r in rows if r.get(c) is not None), None)
+            types[c] = sql_type(example)
+        cols = ", ".join(f"{quote_ident(c)} {types[c]}" for c in columns)
+        keys = ", ".join(quote_ident(k) for k in self.key)
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY ({keys}))")
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        import psycopg2
+        from psycopg2.extras import Json, execute_values
+
+        rows = probability_rows(records) if self.probability else records
+        rows = last_per_key(rows, self.key)
+        columns = self._columns(rows)
+        missing = [k for k in self.key if k not in columns]
+        if missing:
+            raise ValueError(f"{self.field}.key: output records have no field(s) {missing} "
+                             f"(fields: {columns})")
+        values = [tuple(Json(v) if isinstance(v, (dict, list)) else v for v in (r.get(c) for c in columns))
+                  for r in rows]
+        self.open()
+        try:
+            with self.conn.cursor() as cur:
+                if self.spec.create_table and not self.created:
+                    self._create(cur, rows, columns)
+                    self.created = True
+                execute_values(cur, upsert_sql(self.spec.table, columns, self.key), values, page_size=1000)
+            self.conn.commit()
+        except psycopg2.Error as exc:
+            self._drop()
+            if is_outage(exc):
+                raise SinkUnavailable(f"{self.name}: PostgreSQL write failed: {str(exc).strip()}") from None
+            raise ValueError(f"{self.field}: PostgreSQL refused the batch for table {self.spec.table}: "
+                             f"{str(exc).strip()}") from None
+
+    def _drop(self) -> None:
+        try:
+            if self.conn is not None:
+                self.conn.close()
+        except Exception:  # noqa: BLE001 - the connection is already broken
+            pass
+        self.conn = None
+
+    def close(self) -> None:
+        self._drop()
