@@ -27,6 +27,8 @@ def quote_ident(name: str) -> str:
 
 def quote_table(table: str) -> str:
     """A possibly schema-qualified table name, each part validated and quoted."""
+    if table.count(".") > 1:
+        raise ValueError(f"{table!r} is not a table name (expected table or schema.table)")
     return ".".join(quote_ident(part) for part in table.split("."))
 
 

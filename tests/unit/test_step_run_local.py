@@ -1,0 +1,114 @@
+"""`alertops run` on files: the demo end to end, dead letters, python and crossmatch processors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from step_runtime.step.loop import transform
+from step_runtime.step.messages import Message
+from step_runtime.step.processors import PythonStep
+from step_runtime.spec.pipelinestep import PythonProcessor
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = ROOT / "examples" / "data" / "alerts"
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "step_runtime", "run", *args, "--http-port", "0"],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_demo_writes_predictions_and_dead_letters(tmp_path: Path) -> None:
+    res = run(str(ROOT / "examples" / "step-demo.yaml"), "--output-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "messages in: 11  outputs: 9  dead-lettered: 2" in res.stdout
+    table = pq.read_table(tmp_path / "step-demo" / "probabilities.parquet").to_pylist()
+    assert len(table) == 9 and len({r["oid"] for r in table}) == 9
+    assert all(len(r["probabilities"]) == 5 for r in table)
+    lines = (tmp_path / "step-demo" / "probabilities.jsonl").read_text().splitlines()
+    assert [json.loads(x)["candid"] for x in lines] == [r["candid"] for r in table]
+    dead = [json.loads(x) for x in (tmp_path / "step-demo" / "dead-letters.jsonl").read_text().splitlines()]
+    assert {d["stage"] for d in dead} == {"decode", "validate"}
+    assert {d["key"] for d in dead} == {"corrupt-87704463155000.avro", "87704463155001-proto.avro"}
+    for line in res.stderr.splitlines():  # logs are JSON lines
+        assert json.loads(line)["logger"].startswith("alertops")
+    assert not (ROOT / "examples" / "step-demo").exists()  # outputs went to --output-dir
+
+
+def test_tampered_model_is_refused_with_both_hashes(tmp_path: Path) -> None:
+    model = tmp_path / "models" / "demo_classifier.joblib"
+    model.parent.mkdir()
+    model.write_bytes((ROOT / "examples/models/demo_classifier.joblib").read_bytes()[:-1] + b"x")
+    (tmp_path / "data").symlink_to(ROOT / "examples" / "data")
+    manifest = tmp_path / "step.yaml"
+    manifest.write_text((ROOT / "examples" / "step-demo.yaml").read_text())
+    res = run(str(manifest), "--output-dir", str(tmp_path / "out"))
+    assert res.returncode == 2
+    assert "85c5e89eca7361fdc317304fb20faef61a6a3b6d246e1b309b7e000d54175baa" in res.stderr
+    assert "refusing to load" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_manifest_is_exit_2_with_the_field(tmp_path: Path) -> None:
+    manifest = tmp_path / "step.yaml"
+    manifest.write_text(textwrap.dedent("""
+        apiVersion: alertops.io/v1alpha1
+        kind: PipelineStep
+        metadata: {name: x}
+        spec:
+          source: {files: {path: ., format: ztf-avro}}
+          processor: {features: {}}
+          sinks: [{mongodb: {uri: {name: mongo, key: uri}, database: d, collection: c, key: [oid]}}]
+        """))
+    res = run(str(manifest))
+    assert res.returncode == 2
+    assert "Secret 'mongo' key 'uri'" in res.stderr and "ALERTOPS_SECRET_MONGO_URI" in res.stderr
+
+
+def _msg(i: int) -> Message:
+    return Message(b"{}", "t", 0, i)
+
+
+def test_python_processor_dead_letters_only_the_failing_messages(tmp_path: Path) -> None:
+    (tmp_path / "userstep.py").write_text(textwrap.dedent("""
+        def double(records, config):
+            out = []
+            for r in records:
+                if r["x"] < 0:
+                    raise ValueError(f"negative x {r['x']}")
+                out.append({"oid": r["oid"], "y": 2 * r["x"] * int(config["scale"])})
+            return out
+        """))
+    step = PythonStep(PythonProcessor(function="userstep:double", path=str(tmp_path), config={"scale": "3"}), tmp_path)
+    msgs = [Message(json.dumps({"oid": f"o{i}", "x": x}).encode(), "t", 0, i) for i, x in enumerate([1, -1, 2])]
+    from step_runtime.step.decode import decode_json
+    outputs, dead = transform(msgs + [Message(b"not json", "t", 0, 3)], decode_json, step)
+    assert outputs == [{"oid": "o0", "y": 6}, {"oid": "o2", "y": 12}]
+    assert [(d.message.offset, d.stage) for d in dead] == [(3, "decode"), (1, "process")]
+    assert "negative x -1" in dead[1].error
+
+
+def test_crossmatch_processor_attaches_the_nearest_catalog_object(tmp_path: Path) -> None:
+    pytest.importorskip("step_runtime.crossmatch")
+    from step_runtime.spec.pipelinestep import CrossmatchProcessor
+    from step_runtime.step.decode import decode_ztf_avro
+    from step_runtime.step.processors import CrossmatchStep
+
+    alerts = [decode_ztf_avro(p.read_bytes()) for p in sorted(ALERTS.glob("[0-9]*.avro")) if "proto" not in p.name]
+    cat = tmp_path / "cat.csv"
+    # one catalog star 1 arcsec north of the first alert, one far away
+    ra0, dec0 = alerts[0]["candidate"]["ra"], alerts[0]["candidate"]["dec"]
+    cat.write_text(f"name,ra,dec,cls\nnear,{ra0},{dec0 + 1 / 3600},RRab\nfar,{ra0},{dec0 + 1},EW\n")
+    step = CrossmatchStep(CrossmatchProcessor(catalog=str(cat), id_column="name", columns=["cls"],
+                                              radius_arcsec=2.0), tmp_path)
+    outputs, failures = step.process(alerts)
+    assert failures == []
+    assert outputs[0]["xm_id"] == "near" and outputs[0]["xm_cls"] == "RRab"
+    assert outputs[0]["xm_separation_arcsec"] == pytest.approx(1.0, abs=1e-6)
+    assert all(o["xm_id"] is None for o in outputs[1:])

@@ -1,0 +1,80 @@
+"""The PipelineStep spec: what it accepts, and errors that name the field."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from step_runtime.spec.common import SpecError, parse_spec, read_manifest
+from step_runtime.spec.pipelinestep import KIND, PipelineStepSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BASE = {
+    "source": {"kafka": {"bootstrapServers": "kafka:9092", "topics": ["ztf"], "groupId": "g"}},
+    "processor": {"features": {}},
+    "sinks": [{"mongodb": {"uri": {"name": "mongo", "key": "uri"}, "database": "alerts",
+                           "collection": "features", "key": ["oid"]}}],
+}
+
+
+def spec(**over: object) -> dict:
+    return {**BASE, **over}
+
+
+def test_demo_manifest_parses() -> None:
+    doc = read_manifest(ROOT / "examples" / "step-demo.yaml", KIND)
+    s = parse_spec(PipelineStepSpec, doc["spec"], "step-demo.yaml")
+    assert s.processor.kind() == "model" and s.source.files is not None and len(s.sinks) == 2
+
+
+def test_defaults() -> None:
+    s = parse_spec(PipelineStepSpec, spec(), "x")
+    assert s.replicas == 1 and s.suspend is False
+    assert s.source.kafka.batch_size == 500 and s.source.kafka.format == "ztf-avro"
+
+
+@pytest.mark.parametrize("processor", [{}, {"features": {}, "python": {"function": "m:f"}}])
+def test_exactly_one_processor(processor: dict) -> None:
+    with pytest.raises(SpecError, match="spec.processor: .*exactly one of"):
+        parse_spec(PipelineStepSpec, spec(processor=processor), "x")
+
+
+def test_unknown_field_is_named() -> None:
+    bad = spec(source={"kafka": {**BASE["source"]["kafka"], "bootstrapServer": "x"}})
+    with pytest.raises(SpecError, match=r"spec\.source\.kafka\.bootstrapServer"):
+        parse_spec(PipelineStepSpec, bad, "x")
+
+
+@pytest.mark.parametrize("table", ["a;drop table x", "1abc", "a.b.c", 'a"b'])
+def test_postgres_table_is_validated(table: str) -> None:
+    sinks = [{"postgres": {"dsn": {"name": "pg", "key": "dsn"}, "table": table, "key": ["oid"]}}]
+    with pytest.raises(SpecError, match=r"spec\.sinks\[0\]\.postgres\.table"):
+        parse_spec(PipelineStepSpec, spec(sinks=sinks), "x")
+
+
+def test_bad_sha256_and_negative_replicas() -> None:
+    model = {"model": {"path": "m", "sha256": "abc", "classifierName": "c", "classifierVersion": "1"}}
+    with pytest.raises(SpecError, match=r"spec\.processor\.model\.sha256"):
+        parse_spec(PipelineStepSpec, spec(processor=model), "x")
+    with pytest.raises(SpecError, match=r"spec\.replicas"):
+        parse_spec(PipelineStepSpec, spec(replicas=-1), "x")
+
+
+def test_avro_format_needs_a_schema() -> None:
+    src = {"kafka": {**BASE["source"]["kafka"], "format": "avro"}}
+    with pytest.raises(SpecError, match="schemaPath"):
+        parse_spec(PipelineStepSpec, spec(source=src), "x")
+
+
+def test_secret_refs_lists_every_credential() -> None:
+    s = parse_spec(PipelineStepSpec, spec(
+        deadLetter={"postgres": {"dsn": {"name": "pg", "key": "dsn"}, "table": "dead"}},
+        env=[{"name": "X", "secretKeyRef": {"name": "other", "key": "k"}}]), "x")
+    assert [r.env_var_name() for r in s.secret_refs()] == ["ALERTOPS_SECRET_MONGO_URI", "ALERTOPS_SECRET_PG_DSN"]
+
+
+def test_postgres_rows_mode_needs_a_key() -> None:
+    sinks = [{"postgres": {"dsn": {"name": "pg", "key": "dsn"}, "table": "features"}}]
+    with pytest.raises(SpecError, match="needs key"):
+        parse_spec(PipelineStepSpec, spec(sinks=sinks), "x")
