@@ -4,9 +4,9 @@ A catalog is indexed once (`SkyIndex`): declination zones sorted by RA, searched
 search, which for arcsecond radii beats a KD-tree several times over (no tree walk, no heap; a
 sort to build). Search boxes are widened exactly for declination (asin(sin r / cos dec)), cover
 every RA when the circle holds a pole, and split across RA 0/360; candidates are then decided by
-the exact separation atan2(|a x b|, a . b) of unit vectors, accurate at every angle (unlike
-arccos of a dot product near zero), so separations agree with astropy's Vincenty formula far
-below a micro-arcsecond.
+their exact separation (the Vincenty formula astropy uses, accurate at every angle, unlike
+arccos of a dot product near zero), so separations agree with astropy far below a
+micro-arcsecond. The index holds only the positions and the sort (32 bytes a row).
 
 Units are in the names: `_deg`, `_rad`, `_arcsec`. No per-row Python runs in `nearest`.
 """
@@ -55,33 +55,25 @@ def check_coordinates(ra_deg: np.ndarray, dec_deg: np.ndarray, what: str = "posi
         )
 
 
-def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
-    """(n, 3) float64 unit vectors of positions given in degrees."""
-    ra = np.radians(np.asarray(ra_deg, dtype=np.float64))
-    dec = np.radians(np.asarray(dec_deg, dtype=np.float64))
-    cos_dec = np.cos(dec)
-    out = np.empty((ra.size, 3), dtype=np.float64)
-    out[:, 0] = cos_dec * np.cos(ra)
-    out[:, 1] = cos_dec * np.sin(ra)
-    out[:, 2] = np.sin(dec)
-    return out
+def vincenty_rad(ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: np.ndarray) -> np.ndarray:
+    """Angular separation (radians) of positions in radians: the Vincenty formula, as astropy uses.
 
-
-def separation_rad(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Angular separation in radians between rows of two (n, 3) unit-vector arrays.
-
-    atan2(|a x b|, a . b) keeps full relative precision for tiny and near-180 degree angles.
+    atan2 of two well-conditioned terms: full precision from zero to 180 degrees.
     """
-    cross = np.cross(a, b)
-    sin_part = np.sqrt(np.einsum("ij,ij->i", cross, cross))
-    cos_part = np.einsum("ij,ij->i", a, b)
-    return np.arctan2(sin_part, cos_part)
+    sin_dra, cos_dra = np.sin(ra2 - ra1), np.cos(ra2 - ra1)
+    sin1, cos1 = np.sin(dec1), np.cos(dec1)
+    sin2, cos2 = np.sin(dec2), np.cos(dec2)
+    num1 = cos2 * sin_dra
+    num2 = cos1 * sin2 - sin1 * cos2 * cos_dra
+    den = sin1 * sin2 + cos1 * cos2 * cos_dra
+    return np.arctan2(np.hypot(num1, num2), den)
 
 
 def angular_separation_deg(ra1_deg: np.ndarray, dec1_deg: np.ndarray,
                            ra2_deg: np.ndarray, dec2_deg: np.ndarray) -> np.ndarray:
     """Angular separation in degrees between positions given in degrees (element-wise)."""
-    return np.degrees(separation_rad(unit_vectors(ra1_deg, dec1_deg), unit_vectors(ra2_deg, dec2_deg)))
+    return np.degrees(vincenty_rad(np.radians(ra1_deg), np.radians(dec1_deg),
+                                   np.radians(ra2_deg), np.radians(dec2_deg)))
 
 
 class SkyIndex:
@@ -107,7 +99,9 @@ class SkyIndex:
             raise ValueError(f"ra and dec differ in length ({ra_deg.size} vs {dec_deg.size})")
         check_coordinates(ra_deg, dec_deg, "catalog")
         self.size = int(ra_deg.size)
-        self._xyz = unit_vectors(ra_deg, dec_deg)
+        # Positions only (16 bytes a row): separations are computed for candidate pairs alone.
+        self._ra = np.mod(ra_deg, 360.0)
+        self._dec = dec_deg.copy()
         self._zones: dict[float, _Zones] = {}
 
     def __len__(self) -> int:
@@ -118,7 +112,7 @@ class SkyIndex:
         height = max(2.0 * radius_deg, 1.0 / 3600.0)
         zones = self._zones.get(height)
         if zones is None:
-            zones = _Zones.build(self._xyz, height)
+            zones = _Zones.build(self._ra, self._dec, height)
             self._zones = {height: zones}  # one radius at a time is the common case; bound memory
         return zones
 
@@ -137,10 +131,10 @@ class SkyIndex:
             return _no_matches(n)
         radius_deg = radius_arcsec / 3600.0
         zones = self._zones_for(radius_deg)
-        query_xyz = unit_vectors(ra_deg, dec_deg)
         pair_q, pair_pos = zones.candidates(np.mod(ra_deg, 360.0), dec_deg, radius_deg)
         pair_c = zones.order[pair_pos]
-        seps = separation_rad(query_xyz[pair_q], self._xyz[pair_c]) * ARCSEC_PER_RAD
+        seps = np.degrees(vincenty_rad(np.radians(ra_deg[pair_q]), np.radians(dec_deg[pair_q]),
+                                       np.radians(self._ra[pair_c]), np.radians(self._dec[pair_c]))) * 3600.0
         inside = seps <= radius_arcsec
         return _reduce_pairs(n, pair_q[inside], pair_c[inside], seps[inside])
 
@@ -189,13 +183,12 @@ class _Zones:
     slack_deg: float   # key resolution margin added to every window
 
     @staticmethod
-    def build(xyz: np.ndarray, height_deg: float) -> "_Zones":
-        """Sort catalog unit vectors into bands of `height_deg`."""
+    def build(ra_deg: np.ndarray, dec_deg: np.ndarray, height_deg: float) -> "_Zones":
+        """Sort catalog positions (ra in [0, 360)) into bands of `height_deg`."""
         n_zones = int(np.ceil(180.0 / height_deg))
-        dec = np.degrees(np.arcsin(np.clip(xyz[:, 2], -1.0, 1.0)))
-        ra = np.mod(np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0])), 360.0)
-        zone = _zone_of(dec, height_deg, n_zones)
-        keys = zone * _KEY_STRIDE + ra
+        keys = _zone_of(dec_deg, height_deg, n_zones).astype(np.float64)
+        keys *= _KEY_STRIDE
+        keys += ra_deg
         order = np.argsort(keys, kind="stable")
         # Float keys near n_zones * 1024 resolve RA only to a few ulps: widen windows by more.
         slack = float(np.spacing(n_zones * _KEY_STRIDE)) * 64 + 1e-9
