@@ -2,7 +2,8 @@
 # Build one part of the Kubernetes test environment from the Go module proxy, keyed by
 # version under ~/.cache/alertops/bin/<part>-<version>/. Does nothing when the binaries exist.
 #
-#   build.sh k8s|etcd|kwok
+#   build.sh k8s|etcd|kwok            build if missing; prints the binaries' directory
+#   build.sh k8s|etcd|kwok --check    exit 0 when the binaries are cached, 1 otherwise
 #
 # The binaries are written to a temporary directory and moved into place only when the whole
 # build succeeded, so a half-finished or failed build is never mistaken for a cached one.
@@ -15,7 +16,9 @@ export GOMODCACHE="${GOMODCACHE:-$ALERTOPS_CACHE/go/mod}"
 export GOCACHE="${GOCACHE:-$ALERTOPS_CACHE/go/build}"
 export GOFLAGS="${GOFLAGS:--buildvcs=false}" GOWORK=off CGO_ENABLED=0
 
-part=${1:?usage: build.sh k8s|etcd|kwok}
+part=${1:?usage: build.sh k8s|etcd|kwok [--check]}
+check_only=false
+[ "${2:-}" != --check ] || check_only=true
 case "$part" in
   k8s)
     version=$K8S_VERSION
@@ -49,7 +52,8 @@ esac
 out="$ALERTOPS_CACHE/bin/$part-$version"
 have_all=true
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || have_all=false; done
-if $have_all; then echo "$out"; exit 0; fi
+if $have_all; then $check_only || echo "$out"; exit 0; fi
+if $check_only; then exit 1; fi
 
 tmp="$out.tmp.$$"
 rm -rf "$tmp"; mkdir -p "$tmp"
@@ -60,6 +64,8 @@ target="$tmp/"
 if [ ${#pkgs[@]} -eq 1 ]; then target="$tmp/${bins[0]}"; fi
 (cd "$here/$part" && go build -p 2 -trimpath -ldflags "-s -w$stamp" -o "$target" "${pkgs[@]}")
 for b in "${bins[@]}"; do [ -x "$tmp/$b" ] || { echo "build.sh: $part build did not produce $b" >&2; exit 1; }; done
+# Kept next to the binaries: how long the cold build took, for the docs and the report.
+echo "built $part $version with $(go env GOVERSION) on $(nproc) cores in $((SECONDS - t0))s at $(date -u +%FT%TZ)" >"$tmp/BUILD_INFO"
 rm -rf "$out"; mv "$tmp" "$out"
-echo "build.sh: built $part $version in $((SECONDS - t0))s" >&2
+echo "build.sh: $(cat "$out/BUILD_INFO")" >&2
 echo "$out"
