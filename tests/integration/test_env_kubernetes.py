@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client, config
@@ -36,6 +37,11 @@ def pinned_kubernetes_version(versions_sh: str) -> str:
     return match.group(1)
 
 
+def is_local_server(url: str) -> bool:
+    """True when the API server URL points at this machine (the test environment binds 127.0.0.1)."""
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT_SECONDS) -> T:
     """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
@@ -50,8 +56,14 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT_SEC
 
 @pytest.fixture(scope="module")
 def api(kubeconfig: str) -> client.ApiClient:
-    """An API client for the test cluster."""
-    return config.new_client_from_config(config_file=kubeconfig)
+    """An API client for the test cluster; refuses any cluster not on this machine."""
+    api_client = config.new_client_from_config(config_file=kubeconfig)
+    # These tests create and delete namespaces and CRDs: never against a KUBECONFIG that
+    # happens to point at a shared or production cluster.
+    if not is_local_server(api_client.configuration.host):
+        pytest.fail(f"KUBECONFIG={kubeconfig} points at {api_client.configuration.host}, expected the "
+                    "test environment on 127.0.0.1 (eval \"$(scripts/testenv env)\")")
+    return api_client
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +257,10 @@ def test_pinned_version_parser_rejects_a_file_without_the_line() -> None:
     assert pinned_kubernetes_version("ETCD_VERSION=v3.6.5\nK8S_VERSION=v1.34.4\n") == "v1.34.4"
     with pytest.raises(ValueError, match="K8S_VERSION"):
         pinned_kubernetes_version("K8S_VERSION=latest\n")
+
+
+def test_only_local_api_servers_are_accepted() -> None:
+    assert is_local_server("https://127.0.0.1:56443")
+    assert is_local_server("https://localhost:6443/")
+    assert not is_local_server("https://k8s.example.org:6443")
+    assert not is_local_server("https://10.0.0.1")
