@@ -6,6 +6,8 @@ connect_timeout and statement_timeout.
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +17,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extras import execute_values
 
 CONNECT = {"connect_timeout": 10, "options": "-c statement_timeout=30000"}
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 UPSERT = """
 INSERT INTO {table} (oid, classifier, class_name, probability) VALUES %s
@@ -86,3 +89,36 @@ def test_replaying_a_batch_changes_nothing(postgres_dsn: str, table: str) -> Non
     replay = upsert(postgres_dsn, table, rows)
     assert not any(replay.values())
     assert run(postgres_dsn, f"SELECT oid, classifier, class_name, probability FROM {table} ORDER BY oid") == rows
+
+
+@pytest.fixture()
+def postgres_ctl(postgres_dsn: str) -> str:
+    """The component script that stops and starts the test server (ALERTOPS_POSTGRES_CTL)."""
+    ctl = os.environ.get("ALERTOPS_POSTGRES_CTL", "")
+    if not ctl:
+        message = "ALERTOPS_POSTGRES_CTL is unset (run `eval \"$(scripts/testenv env)\"`)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return ctl
+
+
+def reachable(dsn: str) -> bool:
+    """True when a connection can be opened within a few seconds."""
+    try:
+        psycopg2.connect(dsn, connect_timeout=3).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+def test_server_stops_for_a_while_and_comes_back_with_its_data(postgres_dsn: str, postgres_ctl: str,
+                                                               table: str) -> None:
+    upsert(postgres_dsn, table, [("ZTF00000001", "lc_classifier", "SN", 0.7)])
+    try:
+        subprocess.run([postgres_ctl, "stop-server"], check=True, timeout=60, capture_output=True)
+        assert not reachable(postgres_dsn)
+    finally:
+        # start-server returns once the server answers a query
+        subprocess.run([postgres_ctl, "start-server"], check=True, timeout=120, capture_output=True)
+    assert run(postgres_dsn, f"SELECT class_name FROM {table}") == [("SN",)]
