@@ -9,7 +9,7 @@
 # build succeeded, so a half-finished or failed build is never mistaken for a cached one.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=versions.sh
+# shellcheck source-path=SCRIPTDIR source=versions.sh
 . "$here/versions.sh"
 ALERTOPS_CACHE="${ALERTOPS_CACHE:-$HOME/.cache/alertops}"
 export GOMODCACHE="${GOMODCACHE:-$ALERTOPS_CACHE/go/mod}"
