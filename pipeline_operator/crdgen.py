@@ -80,6 +80,7 @@ class CRDDefinition:
     description: str
     printer_columns: tuple[PrinterColumn, ...] = ()
     cel_rules: tuple[CelRule, ...] = ()
+    schema_overrides: tuple[tuple[str, dict[str, Any]], ...] = ()
     scale: bool = False
     spec_required: bool = True
     extra_spec_properties: dict[str, Any] = field(default_factory=dict)
@@ -265,9 +266,19 @@ def add_cel_rules(schema: dict[str, Any], rules: tuple[CelRule, ...] | list[CelR
     return out
 
 
+def add_schema_overrides(schema: dict[str, Any],
+                         overrides: tuple[tuple[str, dict[str, Any]], ...]) -> dict[str, Any]:
+    """A copy of `schema` with extra keywords merged in at paths (same path syntax as CelRule)."""
+    out = copy.deepcopy(schema)
+    for path, extra in overrides:
+        _node_at(out, path).update(copy.deepcopy(extra))
+    return out
+
+
 def build_crd(d: CRDDefinition) -> dict[str, Any]:
     """The CustomResourceDefinition manifest for `d`."""
-    spec_schema = add_cel_rules(model_schema(d.spec_model), d.cel_rules)
+    spec_schema = add_schema_overrides(model_schema(d.spec_model), d.schema_overrides)
+    spec_schema = add_cel_rules(spec_schema, d.cel_rules)
     spec_schema["description"] = d.description
     status_schema = model_schema(d.status_model)
     status_schema["description"] = f"Observed state of the {d.kind}, written by the operator."

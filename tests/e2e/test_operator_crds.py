@@ -87,7 +87,7 @@ INVALID = [
     ("build zero parallelism", edit(VALID_BUILD, "spec.parallelism", 0),
      ["spec.parallelism", "greater than or equal to 1"]),
     ("build duplicate catalogs", edit(VALID_BUILD, "spec.catalogs", VALID_BUILD["spec"]["catalogs"] * 2),
-     ["spec.catalogs", "names must be unique"]),
+     ["spec.catalogs[1]", "Duplicate value"]),
 ]
 
 
