@@ -136,7 +136,7 @@ def positions_deg(frame: pd.DataFrame, spec: TableSpec, origin: str, bad_rows: s
     return np.mod(np.where(good, ra, 0.0), 360.0), np.where(good, dec, 0.0), good
 
 
-def _ids(frame: pd.DataFrame, spec: TableSpec, good: np.ndarray) -> pd.Series:
+def _ids(frame: pd.DataFrame, spec: TableSpec) -> pd.Series:
     if spec.id_column:
         return frame[spec.id_column]
     return pd.Series(np.arange(len(frame), dtype=np.int64), index=frame.index)
@@ -152,7 +152,7 @@ def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str) -> SourceData:
         raise BuildError(f"{origin}: the source has no rows")
     row_word = "query row" if spec.query is not None else "data row"
     ra, dec, good = positions_deg(frame, spec, origin, bad_rows, row_word)
-    ids = _ids(frame, spec, good)
+    ids = _ids(frame, spec)
     missing_id = (ids.isna().to_numpy() & good)
     if missing_id.any():
         if bad_rows == "fail":
@@ -196,7 +196,7 @@ def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str) -
     if rows.size == 0:
         raise BuildError(f"{where}: no usable rows: {len(frame)} read, {int((~good).sum())} with bad coordinates, "
                          f"{mapped.unlabeled - int((~good).sum())} without a label, {mapped.unmapped} not in labelMap")
-    ids = _ids(frame, spec, good)
+    ids = _ids(frame, spec)
     extra = pd.DataFrame({"id": ids.to_numpy()[rows], "label": mapped.labels.to_numpy()[rows]})
     for col in spec.carry:
         extra[col] = frame[col].to_numpy()[rows]

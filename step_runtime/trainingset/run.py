@@ -75,7 +75,7 @@ def _match_all(inputs: Inputs, n: int, workers: int, progress: Progress) -> list
         parts = []
         for k in range(n):
             parts.append(match_partition(inputs, k, n))
-            progress.step(f"partition {k + 1}/{n}: {len(parts[-1])} sources matched")
+            progress.step(f"partition {k + 1}/{n} done: {len(parts[-1])} sources")
         return parts
     _POOL_INPUTS = inputs
     try:
@@ -84,7 +84,7 @@ def _match_all(inputs: Inputs, n: int, workers: int, progress: Progress) -> list
             parts = []
             for k, future in enumerate(futures):
                 parts.append(future.result())
-                progress.step(f"partition {k + 1}/{n}: {len(parts[-1])} sources matched")
+                progress.step(f"partition {k + 1}/{n} done: {len(parts[-1])} sources")
             return parts
     finally:
         _POOL_INPUTS = None

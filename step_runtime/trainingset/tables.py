@@ -63,11 +63,11 @@ def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str]) -> tuple
     else:
         path = resolve_path(spec.path or "", base_dir)
         origin = str(path)
-        frame = _read_file(path, spec.format, spec.column_names)
+        frame, columns = _read_file(path, spec.format, spec.column_names, set(needed))
     missing = [(col, field) for col, field in needed.items() if col not in frame.columns]
     if missing:
         col, field = missing[0]
-        shown = ", ".join(repr(c) for c in list(frame.columns)[:40])
+        shown = ", ".join(repr(c) for c in list(columns if spec.query is None else frame.columns)[:40])
         raise BuildError(f"{origin}: no column {col!r} (from spec.{field}); columns are: {shown}")
     return frame[list(dict.fromkeys(needed))].reset_index(drop=True), origin
 
@@ -115,7 +115,9 @@ def detect_format(name: str, data: bytes) -> str:
     return "csv"
 
 
-def _read_file(path: Path, fmt: str, column_names: list[str] | None) -> pd.DataFrame:
+def _read_file(path: Path, fmt: str, column_names: list[str] | None, wanted: set[str]
+               ) -> tuple[pd.DataFrame, list[str]]:
+    """The wanted columns that exist (only those are parsed where the format allows) and all column names."""
     data = load_bytes(path)
     if fmt == "auto":
         fmt = detect_format(path.name, data)
@@ -123,10 +125,13 @@ def _read_file(path: Path, fmt: str, column_names: list[str] | None) -> pd.DataF
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            return pq.read_table(io.BytesIO(data)).to_pandas()
+            names = pq.read_schema(io.BytesIO(data)).names
+            keep = [c for c in names if c in wanted]
+            return pq.read_table(io.BytesIO(data), columns=keep).to_pandas(), names
         if fmt in ("fits", "votable"):
-            return _read_astropy(data, fmt)
-        return _read_text(data, fmt, column_names, path)
+            frame = _read_astropy(data, fmt)
+            return frame, list(frame.columns)
+        return _read_text(data, fmt, column_names, path, wanted)
     except BuildError:
         raise
     except Exception as exc:  # every parser has its own exception types; name the file and format
@@ -159,7 +164,8 @@ def _looks_numeric(token: str) -> bool:
         return False
 
 
-def _read_text(data: bytes, fmt: str, column_names: list[str] | None, path: Path) -> pd.DataFrame:
+def _read_text(data: bytes, fmt: str, column_names: list[str] | None, path: Path, wanted: set[str]
+               ) -> tuple[pd.DataFrame, list[str]]:
     text_head = data[:1 << 20].decode("utf-8", "replace").splitlines()
     skip = _leading_comments(text_head)
     if skip >= len(text_head) and len(data) <= 1 << 20:
@@ -180,8 +186,17 @@ def _read_text(data: bytes, fmt: str, column_names: list[str] | None, path: Path
                     f"{path}: whitespace table with no header line naming its {len(first)} columns: "
                     f"set columnNames in the spec"
                 )
-    return pd.read_csv(io.BytesIO(data), sep=sep, skiprows=skip, header=header, names=names,
-                       skip_blank_lines=True, low_memory=False)
+    options = dict(sep=sep, skiprows=skip, header=header, names=names, skip_blank_lines=True)
+    if names is not None and fmt == "whitespace" and len(names) != len(text_head[skip].split()):
+        raise BuildError(f"{path}: {len(names)} column names for rows of {len(text_head[skip].split())} values "
+                         f"(columnNames or the '#' header line)")
+    probe = pd.read_csv(io.BytesIO(data), nrows=1, **options)
+    if not isinstance(probe.index, pd.RangeIndex):
+        # pandas would silently turn the extra leading values into an index.
+        raise BuildError(f"{path}: rows have more values than there are column names; check columnNames")
+    # Parse only the columns the build needs: catalog files can hold huge array cells.
+    frame = pd.read_csv(io.BytesIO(data), usecols=lambda c: str(c) in wanted, low_memory=False, **options)
+    return frame, [str(c) for c in probe.columns]
 
 
 def _whitespace_header(comments: list[str], first_row: list[str]) -> list[str] | None:

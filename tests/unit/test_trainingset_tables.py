@@ -224,3 +224,22 @@ def test_gzip_copy_of_real_file_without_gz_name(tmp_path):
     shutil.copy(DATA / "allLINEARfinal_targets.dat.gz", copy)
     frame, _ = read_table(TableSpec(path=str(copy)), tmp_path, {"objectID": "a"})
     assert len(frame) == 7010
+
+
+def test_column_names_that_do_not_fit_the_rows(tmp_path):
+    path = tmp_path / "noheader.txt"
+    path.write_text("1 10.0 20.0\n2 11.0 21.0\n")
+    with pytest.raises(BuildError, match=r"noheader.txt: 2 column names for rows of 3 values"):
+        read_table(TableSpec(path=str(path), column_names=["ra", "dec"]), tmp_path, {"ra": "a"})
+    csv = tmp_path / "noheader.csv"
+    csv.write_text("1,10.0,20.0\n2,11.0,21.0\n")
+    with pytest.raises(BuildError, match=r"noheader.csv: rows have more values than there are column names"):
+        read_table(TableSpec(path=str(csv), column_names=["ra", "dec"]), tmp_path, {"ra": "a"})
+
+
+def test_only_needed_columns_are_kept_and_missing_ones_list_the_file_columns(tmp_path):
+    path = _write(tmp_path, "t.parquet", ROWS, "parquet")
+    frame, _ = read_table(TableSpec(path=str(path)), tmp_path, {"ra": "a", "dec": "b"})
+    assert list(frame.columns) == ["ra", "dec"]
+    with pytest.raises(BuildError, match=r"no column 'RA' \(from spec.x\); columns are: 'oid', 'ra', 'dec', 'cls'"):
+        read_table(TableSpec(path=str(path)), tmp_path, {"RA": "x"})
