@@ -133,3 +133,26 @@ def test_unreachable_database_is_a_runtime_failure(tmp_path, monkeypatch, capsys
                         "timeoutSeconds": 5}}
     assert _run(tmp_path, _spec(source, {"path": "x.parquet"}), "down") == 1
     assert "cannot connect" in capsys.readouterr().err
+
+
+def test_upsert_round_trips_awkward_values(postgres_dsn, schema):
+    from step_runtime.spec.trainingset import PostgresOutput
+    from step_runtime.trainingset.writers import upsert_postgres
+
+    frame = pd.DataFrame({
+        "id": ["a", "b,c", 'd"e'],
+        "ra": [0.1, 359.999999999999, 1e-12],
+        "label": ["RR Lyr, ab", None, "δ Sct\nline two"],
+        "conflict": [True, False, True],
+        "cat_id": pd.array([1, None, 3], dtype="Int64"),
+        "sep": [0.5, float("nan"), 1.25],
+    })
+    target = PostgresOutput.model_validate({"dsn": {"name": "x", "key": "y"}, "schema": schema, "table": "awkward"})
+    assert upsert_postgres(frame, target, postgres_dsn) == 3
+    stored = _table(postgres_dsn, schema, "awkward").set_index("id").loc[["a", "b,c", 'd"e']]
+    assert stored["ra"].tolist() == [0.1, 359.999999999999, 1e-12]  # floats round-trip exactly
+    assert stored["label"].tolist()[0::2] == ["RR Lyr, ab", "δ Sct\nline two"]
+    assert stored["label"].isna().tolist() == [False, True, False]  # NULL, not an empty string
+    assert stored["conflict"].tolist() == [True, False, True]
+    assert stored["cat_id"].tolist()[0] == 1 and stored["cat_id"].isna().tolist() == [False, True, False]
+    assert stored["sep"].isna().tolist() == [False, True, False]
