@@ -158,3 +158,35 @@ def test_manifest_relative_inputs_and_missing_manifest(tmp_path, capsys):
     shutil.copy(DEMO, sub / "demo.yaml")
     assert main(["build", str(sub / "demo.yaml")]) == 0
     assert (sub / "trainingset-demo" / "vsx-labeled.parquet").exists()
+
+
+def test_plain_progress_lines_when_not_a_terminal(tmp_path, capsys):
+    _small_files(tmp_path)
+    assert main(["build", str(_manifest(tmp_path, _small_spec()))]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("alertops build: [1/") and "source: 2 rows from" in err[0]
+    assert err[-1].startswith("alertops build: [6/6]") and "summary" in err[-1]
+
+
+def test_skip_and_count_reports_skipped_rows(tmp_path, capsys):
+    _small_files(tmp_path)
+    (tmp_path / "src.csv").write_text("oid,ra,dec\na,10,10\nb,20,-20\nc,x,1\nd,5,-91\n")
+    (tmp_path / "cat.csv").write_text("ra,dec,cls\n10,10,RRL\n20.0001,-20,EW\n,,EW\n")
+    assert main(["build", str(_manifest(tmp_path, _small_spec(badRows="skip-and-count")))]) == 0
+    summary = json.loads((tmp_path / "out" / "ts.csv.summary.json").read_text())
+    assert summary["rows_in"] == 4 and summary["rows_bad_skipped"] == 2 and summary["rows_out"] == 2
+    assert summary["catalogs"]["cat"]["bad_rows"] == 1 and summary["catalogs"]["cat"]["rows_used"] == 2
+    assert "(2 bad rows skipped)" in capsys.readouterr().out
+
+
+def test_merge_refuses_parts_of_another_manifest(tmp_path, capsys):
+    _small_files(tmp_path)
+    manifest = _manifest(tmp_path, _small_spec(parallelism=2))
+    assert main(["build", str(manifest), "--partition", "0"]) == 0
+    assert main(["build", str(manifest), "--partition", "1"]) == 0
+    changed = _small_spec(parallelism=2)
+    changed["catalogs"][0]["radiusArcsec"] = 3.0
+    manifest = _manifest(tmp_path, changed)
+    capsys.readouterr()
+    assert main(["build", str(manifest), "--merge"]) == 2
+    assert "partition 0 was computed from a different manifest; rerun the partitions" in capsys.readouterr().err
