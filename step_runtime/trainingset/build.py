@@ -68,8 +68,9 @@ def match_partition(inputs: Inputs, k: int, n_partitions: int) -> pd.DataFrame:
         rows = np.flatnonzero(near)
         match = SkyIndex(catalog.ra_deg[rows], catalog.dec_deg[rows]).nearest(ra, dec, radius)
         matched = match.index >= 0
-        cat_row = np.where(matched, rows[np.where(matched, match.index, 0)] if rows.size else -1, -1)
-        columns[f"{name}_row"] = cat_row.astype(np.int64)
+        cat_row = np.full(matched.size, -1, dtype=np.int64)
+        cat_row[matched] = rows[match.index[matched]]  # back to the catalog's own row numbers
+        columns[f"{name}_row"] = cat_row
         taken = _take(catalog.extra, cat_row)
         columns[f"{name}_id"] = taken["id"]
         columns[f"{name}_label"] = taken["label"]
@@ -86,11 +87,8 @@ def _take(frame: pd.DataFrame, rows: np.ndarray) -> dict[str, pd.Series]:
     """Rows of `frame` by position, missing (None/NA) where rows is -1, keeping integer types."""
     matched = rows >= 0
     out = {}
-    picked = frame.iloc[np.where(matched, rows, 0)].reset_index(drop=True) if len(frame) else None
+    picked = frame.iloc[np.where(matched, rows, 0)].reset_index(drop=True)  # catalogs are never empty
     for col in frame.columns:
-        if picked is None:
-            out[col] = pd.Series([None] * rows.size, dtype=object)
-            continue
         series = picked[col]
         if pd.api.types.is_integer_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
             series = series.astype("Int64" if pd.api.types.is_integer_dtype(series.dtype) else "boolean")
