@@ -49,27 +49,33 @@ def _call(method: str, path: str, *, body: Any = None, query: list[tuple[str, st
 
     api = _client()
     try:
-        resp = api.call_api(
-            path, method, query_params=query or [],
+        _, url, headers, payload, _ = api.param_serialize(
+            method, path, query_params=query or [],
             header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body, auth_settings=["BearerToken"], response_type="object",
-            _preload_content=True, _request_timeout=REQUEST_TIMEOUT, _return_http_data_only=True,
+            body=body, auth_settings=["BearerToken"],
         )
+        resp = api.call_api(method, url, header_params=headers, body=payload,
+                            _request_timeout=REQUEST_TIMEOUT)
+        data = resp.read()
     except ApiException as exc:
-        reason = exc.reason
+        raise KubeError(f"{method} {path}: {exc.status} {exc.reason}") from None
+    except OSError as exc:  # connection refused/reset, timeouts (urllib3 errors derive from it)
+        raise KubeError(f"{method} {path}: {exc}") from None
+    if resp.status >= 400:
+        reason = resp.reason
         try:
-            reason = json.loads(exc.body).get("message", reason)
+            reason = json.loads(data).get("message", reason)
         except (TypeError, ValueError):
             pass
-        raise KubeError(f"{method} {path}: {exc.status} {reason}") from None
-    return resp or {}
+        raise KubeError(f"{method} {path}: {resp.status} {reason}")
+    return json.loads(data) if data else {}
 
 
 def apply(obj: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply `obj` as the operator's field manager (force: the operator owns its children)."""
     meta = obj["metadata"]
     path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    return _call("PATCH", path, body=json.dumps(obj),
+    return _call("PATCH", path, body=obj,
                  query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
                  content_type="application/apply-patch+yaml")
 
@@ -84,7 +90,7 @@ def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
     """Delete one object and (in the background) its dependents; a missing object is fine."""
     path = object_path(api_version, kind, namespace, name)
     try:
-        _call("DELETE", path, body=json.dumps({"propagationPolicy": "Background"}))
+        _call("DELETE", path, body={"propagationPolicy": "Background"})
     except KubeError as exc:
         if " 404 " not in str(exc):
             raise

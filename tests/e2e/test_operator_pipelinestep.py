@@ -1,6 +1,8 @@
 """PipelineStep end to end: kubectl apply -> operator -> Deployment -> kwok pods -> status."""
 from __future__ import annotations
 
+import json
+
 from operator_harness import REPO, Kubectl, OperatorProcess, condition, step_manifest, wait_for
 
 HASH = "alertops.io/config-hash"
@@ -65,7 +67,8 @@ def test_scale_edit_suspend_delete(kubectl: Kubectl, operator: OperatorProcess, 
     assert dep["spec"]["template"]["metadata"]["annotations"][HASH] == first_hash
     step = wait_for(lambda: (s := _ready(kubectl, namespace, "lifecycle")) and s["status"]["replicas"] == 3 and s,
                     120, "3 ready replicas in status")
-    scale = kubectl.json("get", "--raw", f"/apis/alertops.io/v1alpha1/namespaces/{namespace}/pipelinesteps/lifecycle/scale")
+    scale = json.loads(kubectl.run(
+        "get", "--raw", f"/apis/alertops.io/v1alpha1/namespaces/{namespace}/pipelinesteps/lifecycle/scale").stdout)
     assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
     assert "app.kubernetes.io/instance=lifecycle" in scale["status"]["selector"]
 
