@@ -103,13 +103,13 @@ class SkyIndex:
         self._ra = np.mod(ra_deg, 360.0)
         self._dec = dec_deg.copy()
         self._zones: dict[float, _Zones] = {}
+        self._scans = 0  # queries answered without building the catalog's zones
 
     def __len__(self) -> int:
         return self.size
 
     def _zones_for(self, radius_deg: float) -> "_Zones":
-        # Bands no thinner than 1 arcsec keep the key's float resolution well below the slack.
-        height = max(2.0 * radius_deg, 1.0 / 3600.0)
+        height = _zone_height_deg(radius_deg)
         zones = self._zones.get(height)
         if zones is None:
             zones = _Zones.build(self._ra, self._dec, height)
@@ -130,13 +130,47 @@ class SkyIndex:
         if n == 0 or self.size == 0:
             return _no_matches(n)
         radius_deg = radius_arcsec / 3600.0
-        zones = self._zones_for(radius_deg)
-        pair_q, pair_pos = zones.candidates(np.mod(ra_deg, 360.0), dec_deg, radius_deg)
-        pair_c = zones.order[pair_pos]
+        query_ra = np.mod(ra_deg, 360.0)
+        if (_zone_height_deg(radius_deg) not in self._zones and n * _SCAN_RATIO < self.size
+                and self._scans < _MAX_SCANS):
+            # A few positions against a big catalog (a one-off build, a service's first batches):
+            # index the positions and scan the catalog past them, instead of sorting the catalog.
+            self._scans += 1
+            pair_q, pair_c = self._pairs_by_scanning(query_ra, dec_deg, radius_deg)
+        else:
+            zones = self._zones_for(radius_deg)
+            pair_q, pair_pos = zones.candidates(query_ra, dec_deg, radius_deg)
+            pair_c = zones.order[pair_pos]
         seps = np.degrees(vincenty_rad(np.radians(ra_deg[pair_q]), np.radians(dec_deg[pair_q]),
                                        np.radians(self._ra[pair_c]), np.radians(self._dec[pair_c]))) * 3600.0
         inside = seps <= radius_arcsec
         return _reduce_pairs(n, pair_q[inside], pair_c[inside], seps[inside])
+
+
+    def _pairs_by_scanning(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """(query row, catalog row) candidate pairs from zones built on the queries."""
+        zones = _Zones.build(ra_deg, dec_deg, _zone_height_deg(radius_deg))
+        queries, rows = [], []
+        # In chunks, so the per-row temporaries stay small next to the catalog itself.
+        for start in range(0, self.size, _SCAN_CHUNK):
+            stop = min(start + _SCAN_CHUNK, self.size)
+            local, pos = zones.candidates(self._ra[start:stop], self._dec[start:stop], radius_deg)
+            queries.append(zones.order[pos])
+            rows.append(local + start)
+        return np.concatenate(queries), np.concatenate(rows)
+
+
+# Scan instead of building when the catalog has this many times more rows than the query...
+_SCAN_RATIO = 8
+# ... for at most this many calls; then the catalog's zones are built (a service's steady state).
+_MAX_SCANS = 2
+_SCAN_CHUNK = 1 << 20
+
+
+def _zone_height_deg(radius_deg: float) -> float:
+    # Bands no thinner than 1 arcsec keep the key's float resolution well below the slack.
+    return max(2.0 * radius_deg, 1.0 / 3600.0)
 
 
 def _no_matches(n: int) -> NearestMatch:
@@ -194,12 +228,16 @@ class _Zones:
         slack = float(np.spacing(n_zones * _KEY_STRIDE)) * 64 + 1e-9
         return _Zones(height_deg, n_zones, keys[order], order, slack)
 
-    def candidates(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float) -> tuple[np.ndarray, np.ndarray]:
-        """(query row, sorted position) of every catalog row in each query's search box."""
+    def candidates(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """(needle row, sorted position) of every indexed row in the search box of each needle.
+
+        Needles are positions with ra in [0, 360). Binary searches for needles in sorted order
+        run several times faster than for random ones (numpy starts each search where the last
+        one ended, and memory is walked forwards), well worth one argsort of the needles.
+        """
         n = ra_deg.size
         zlo = _zone_of(np.maximum(dec_deg - radius_deg, -90.0), self.height_deg, self.n_zones)
-        # Binary searches for needles in sorted order walk memory forwards: several times faster
-        # than random needles on a large catalog, well worth one argsort of the batch.
         perm = np.argsort(zlo * _KEY_STRIDE + ra_deg)
         ra_deg, dec_deg, zlo = ra_deg[perm], dec_deg[perm], zlo[perm]
         zhi = _zone_of(np.minimum(dec_deg + radius_deg, 90.0), self.height_deg, self.n_zones)

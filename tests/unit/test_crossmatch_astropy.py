@@ -164,3 +164,22 @@ def test_one_to_one_keeps_the_nearest_claimant():
     sep = np.array([1.0, 0.5, np.nan, 0.2, 0.5, 0.2])
     # Row 1 wins catalog 3 (0.5 ties with row 4; the earlier row wins); row 3 wins catalog 5 by tie order.
     assert one_to_one(index, sep).tolist() == [-1, 3, -1, 5, -1, -1]
+
+
+def test_scanning_and_indexed_paths_agree(scene, monkeypatch):
+    # A small query against a big catalog is first answered by scanning the catalog (in chunks)
+    # past zones built on the query; after two such calls the catalog's own zones are built.
+    import step_runtime.crossmatch as crossmatch
+
+    monkeypatch.setattr(crossmatch, "_SCAN_CHUNK", 4096)
+    src_ra, src_dec, cat_ra, cat_dec = scene
+    small = slice(0, 2000)
+    index = SkyIndex(cat_ra, cat_dec)
+    answers = [index.nearest(src_ra[small], src_dec[small], RADIUS_ARCSEC) for _ in range(3)]
+    assert index._scans == 2 and index._zones  # two scans, then the catalog index
+    assert answers[0].matched.sum() > 500
+    for other in answers[1:]:
+        np.testing.assert_array_equal(answers[0].index, other.index)
+        np.testing.assert_array_equal(answers[0].n_within, other.n_within)
+        np.testing.assert_array_equal(answers[0].separation_arcsec, other.separation_arcsec)
+        np.testing.assert_array_equal(answers[0].second_separation_arcsec, other.second_separation_arcsec)
