@@ -78,6 +78,7 @@ class OperatorProcess:
         self.metrics_port = free_port()
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"operator-{name}.log"
+        self.log_path.write_bytes(b"")  # each run's log starts empty: tests read it
 
     def start(self, wait: bool = True) -> "OperatorProcess":
         """Start the operator; with `wait`, return once its liveness endpoint answers."""

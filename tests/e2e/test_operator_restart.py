@@ -5,7 +5,7 @@ from collections import Counter
 
 from operator_harness import Kubectl, OperatorProcess, condition, step_manifest, wait_for
 
-STEPS = [f"restart-{i:02d}" for i in range(12)]
+STEPS = [f"restart-{i:02d}" for i in range(40)]
 
 
 def _all_ready(kubectl: Kubectl, ns: str) -> bool:
@@ -20,9 +20,13 @@ def test_kill_mid_reconcile_then_restart(kubectl: Kubectl, kubeconfig: str, priv
     # An operator of its own, scoped to a namespace the session operator does not watch: it is
     # killed while busy creating children, then a fresh one is started.
     first = OperatorProcess(kubeconfig, "restart-1", scope=("--namespace", namespace)).start()
-    kubectl.apply("\n---\n".join(step_manifest(n) for n in STEPS), namespace)
-    wait_for(lambda: kubectl.json("get", "deployments", "-n", namespace)["items"], 60, "a first Deployment")
-    first.kill()
+    try:
+        kubectl.apply("\n---\n".join(step_manifest(n) for n in STEPS), namespace)
+        # Kill it the moment its log reports the first finished reconcile: others are in flight.
+        wait_for(lambda: "Handler 'step_apply' succeeded" in first.log_path.read_text(errors="replace"), 60,
+                 "a first finished reconcile", interval=0.005)
+    finally:
+        first.kill()
     created = len(kubectl.json("get", "deployments", "-n", namespace)["items"])
     # Some, not necessarily all, children exist now; the new operator must finish the job.
     second = OperatorProcess(kubeconfig, "restart-2", scope=("--namespace", namespace))
@@ -41,3 +45,4 @@ def test_kill_mid_reconcile_then_restart(kubectl: Kubectl, kubeconfig: str, priv
     rs_owners = Counter(r["metadata"]["ownerReferences"][0]["name"] for r in replicasets)
     assert set(rs_owners.values()) == {1}, f"a Deployment rolled or was duplicated: {rs_owners}"
     assert created >= 1
+    print(f"children existing when the operator was killed: {created}/{len(STEPS)} Deployments")
