@@ -71,6 +71,27 @@ def request_counts(kubectl: Kubectl) -> tuple[float, float]:
     return ours, total
 
 
+def node_manifest(name: str) -> str:
+    """A kwok-managed fake node (the kwok controller fills in its status: 110 pods each)."""
+    return f"""
+apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  annotations: {{kwok.x-k8s.io/node: fake}}
+  labels: {{type: kwok, kubernetes.io/hostname: {name}, alertops.io/benchmark: operator-scale}}
+spec:
+  taints: []
+"""
+
+
+def add_nodes(kubectl: Kubectl, pods: int) -> list[str]:
+    """Enough extra fake nodes for `pods` pods (the test cluster has one node of 110 pods)."""
+    names = [f"bench-node-{i}" for i in range(pods // 100 + 1)]
+    kubectl.run("apply", "-f", "-", input="\n---\n".join(node_manifest(n) for n in names))
+    return names
+
+
 def all_ready(kubectl: Kubectl, ns: str, steps: int) -> int:
     items = kubectl.json("get", "pipelinesteps", "-n", ns)["items"]
     return sum(1 for s in items if condition(s, "Ready").get("status") == "True"
@@ -93,6 +114,7 @@ def main() -> int:
     kubectl.run("wait", "--for=condition=Established", "crd/pipelinesteps.alertops.io", "--timeout=60s", timeout=90)
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     kubectl.run("create", "namespace", ns)
+    nodes = add_nodes(kubectl, args.steps)
     op = OperatorProcess(kubeconfig, "bench", "--log-format", "json", scope=("--namespace", ns)).start()
     sampler = RssSampler(op.proc.pid)
     sampler.start()
@@ -129,6 +151,7 @@ def main() -> int:
         sampler.stop()
         op.stop()
         kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
+        kubectl.run("delete", "node", *nodes, "--wait=false", check=False)
 
 
 if __name__ == "__main__":

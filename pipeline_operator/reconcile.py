@@ -6,8 +6,11 @@ the status patch to write. They never touch kopf, so they read like the algorith
 """
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from pipeline_operator import kube, render_pipelinestep, render_trainingset
 from pipeline_operator.children import CONFIG_HASH_ANNOTATION, RenderSettings
@@ -17,6 +20,41 @@ from pipeline_operator.metrics import ERRORS, RECONCILES, STATUS_WRITES, TRANSIT
 from step_runtime.spec.common import SpecError
 
 STEP, BUILD = "PipelineStep", "TrainingSetBuild"
+_RENDER_CACHE_SIZE = 4096
+_render_cache: OrderedDict[str, Any] = OrderedDict()
+_render_lock = threading.Lock()
+
+
+def cached_render(render: Callable[[dict[str, Any], RenderSettings], Any], resource: dict[str, Any],
+                  settings: RenderSettings) -> Any:
+    """`render(resource, settings)`, memoised on what it reads (uid, generation, labels,
+    annotations, settings); a SpecError is memoised too. The periodic check of hundreds of
+    resources then costs a dict lookup, not a validation and a YAML dump each."""
+    meta = resource.get("metadata") or {}
+    key = json.dumps([resource.get("kind"), meta.get("uid"), meta.get("name"), meta.get("namespace"),
+                      meta.get("generation"), meta.get("labels"), meta.get("annotations"), repr(settings)],
+                     sort_keys=True, default=str)
+    with _render_lock:
+        hit = _render_cache.get(key)
+        if hit is not None:
+            _render_cache.move_to_end(key)
+    if hit is None:
+        try:
+            hit = render(resource, settings)
+        except SpecError as err:
+            hit = _InvalidSpec(str(err))
+        with _render_lock:
+            _render_cache[key] = hit
+            while len(_render_cache) > _RENDER_CACHE_SIZE:
+                _render_cache.popitem(last=False)
+    if isinstance(hit, _InvalidSpec):
+        raise SpecError(hit.message)
+    return hit
+
+
+@dataclass(frozen=True)
+class _InvalidSpec:
+    message: str
 
 
 @dataclass(frozen=True)
@@ -73,7 +111,7 @@ def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: R
     """Render and server-side-apply a PipelineStep's ConfigMap and Deployment; derive status."""
     with timed(STEP):
         try:
-            rendered = render_pipelinestep.render(resource, settings)
+            rendered = cached_render(render_pipelinestep.render, resource, settings)
         except SpecError as err:
             RECONCILES.labels(STEP, "invalid").inc()
             error = _invalid(STEP, err)
@@ -96,7 +134,7 @@ def step_needs_apply(resource: dict[str, Any], deployment: dict[str, Any] | None
                      settings: RenderSettings) -> bool:
     """Level check: the Deployment is missing or drifted from what the spec renders to."""
     try:
-        rendered = render_pipelinestep.render(resource, settings)
+        rendered = cached_render(render_pipelinestep.render, resource, settings)
     except SpecError:
         return False
     if deployment is None:
@@ -110,7 +148,7 @@ def observe_step(resource: dict[str, Any], deployment: dict[str, Any] | None, po
                  settings: RenderSettings) -> Outcome:
     """Status of a PipelineStep from its children as last seen (no API call)."""
     try:
-        rendered = render_pipelinestep.render(resource, settings)
+        rendered = cached_render(render_pipelinestep.render, resource, settings)
         error = None
     except SpecError as err:
         rendered, error = None, Verdict("stalled", "InvalidSpec", f"{err}; fix the spec")
@@ -156,7 +194,7 @@ def reconcile_build(resource: dict[str, Any], jobs: list[dict[str, Any]], pods: 
     """
     with timed(BUILD):
         try:
-            rendered = render_trainingset.render(resource, settings)
+            rendered = cached_render(render_trainingset.render, resource, settings)
         except SpecError as err:
             RECONCILES.labels(BUILD, "invalid").inc()
             outcome = trainingset_status(_build_facts(resource, None, _invalid(BUILD, err)), None, None, [])

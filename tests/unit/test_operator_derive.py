@@ -209,3 +209,33 @@ def test_parse_summary_reads_what_alertops_build_writes():
     parsed = parse_summary(text)
     assert parsed["rowsIn"] == 50 and parsed["rowsOut"] == 12 and parsed["output"] == "/data/t.parquet"
     assert {c["name"]: (c["matches"], c["conflicts"]) for c in parsed["catalogs"]} == {"vsx": (9, 1), "gaia": (4, 0)}
+
+
+def test_render_cache_memoises_and_keeps_errors():
+    import pytest
+
+    from pipeline_operator import render_pipelinestep
+    from pipeline_operator.children import RenderSettings
+    from pipeline_operator.reconcile import cached_render
+    from step_runtime.spec.common import SpecError
+
+    calls = []
+
+    def counting(resource, settings):
+        calls.append(1)
+        return render_pipelinestep.render(resource, settings)
+
+    res = {"apiVersion": "alertops.io/v1alpha1", "kind": "PipelineStep",
+           "metadata": {"name": "c", "namespace": "n", "uid": "u-cache", "generation": 1},
+           "spec": {"source": {"files": {"path": "/in"}}, "processor": {"features": {}},
+                    "sinks": [{"file": {"path": "/out.parquet"}}]}}
+    first = cached_render(counting, res, RenderSettings())
+    assert cached_render(counting, res, RenderSettings()) is first and len(calls) == 1
+    res["metadata"]["generation"] = 2
+    assert cached_render(counting, res, RenderSettings()) is not first and len(calls) == 2
+    res["metadata"]["generation"] = 3
+    res["spec"]["processor"] = {}
+    for _ in range(2):
+        with pytest.raises(SpecError, match="processor"):
+            cached_render(counting, res, RenderSettings())
+    assert len(calls) == 3
