@@ -25,8 +25,12 @@ def _service(var: str, what: str) -> str:
 
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
-    """Path of the kubeconfig of the test cluster (kube-apiserver with kwok nodes)."""
-    return _service("KUBECONFIG", "Kubernetes")
+    """Path of the kubeconfig of the test cluster (kube-apiserver with kwok nodes).
+
+    Read from ALERTOPS_KUBECONFIG, not the generic KUBECONFIG, so that a developer's shell
+    pointing at a real cluster never gets test namespaces created and deleted in it.
+    """
+    return _service("ALERTOPS_KUBECONFIG", "Kubernetes")
 
 
 @pytest.fixture(scope="session")
