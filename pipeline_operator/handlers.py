@@ -1,15 +1,19 @@
 """kopf registrations, and nothing else: every handler hands its work to `reconcile`.
 
 - create/update/resume: render and server-side-apply the children, write status.
-- indexes of the children (Deployments, Jobs, Pods) the operator manages, kept in memory from
-  watches, so the periodic level-based check reads them without an API call.
-- a timer per resource: re-derives status from the indexes and writes it only when it
-  changed, re-applies children that went missing or drifted, and starts a build's merge Job.
-  An idle cluster therefore costs no API requests beyond the watches.
+- indexes of the resources and of the children (Deployments, Jobs, Pods) the operator manages,
+  kept in memory from watches, so the periodic level-based check reads them without an API call.
+- one periodic check for all resources (started at startup): re-derives status from the indexes
+  and writes it only when it changed, re-applies children that went missing or drifted, and
+  starts a build's merge Job. An idle cluster therefore costs no API requests beyond the
+  watches. It is one loop rather than a kopf timer per resource because kopf puts a finalizer
+  on every resource with a timer, and then deleting a resource (or its namespace) hangs while
+  the operator is down; without timers the operator adds no finalizer at all.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -17,7 +21,7 @@ from typing import Any
 
 import kopf
 
-from pipeline_operator import reconcile
+from pipeline_operator import kube, reconcile
 from pipeline_operator.children import ANNOTATION_PREFIX, MANAGED_BY, RenderSettings, label_value
 from pipeline_operator.reconcile import Outcome
 from pipeline_operator.render_pipelinestep import COMPONENT as STEP_COMPONENT
@@ -135,22 +139,6 @@ def step_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, me
     _write(reconcile.apply_step(_plain(body), pods, memo["render_settings"]), body, patch)
 
 
-@kopf.timer(*STEPS, interval=CHECK_INTERVAL, initial_delay=CHECK_INTERVAL)
-async def step_check(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
-                     step_deployments: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
-    """Level-based check: status from the indexes; re-apply when the Deployment is missing or drifted."""
-    resource = _plain(body)
-    deployments = _items(step_deployments, (namespace, name))
-    deployment = deployments[0] if deployments else None
-    pods = _items(managed_pods, (namespace, STEP_COMPONENT, label_value(name)))
-    settings = memo["render_settings"]
-    if reconcile.step_needs_apply(resource, deployment, settings):
-        outcome = await asyncio.to_thread(reconcile.apply_step, resource, pods, settings)
-    else:
-        outcome = reconcile.observe_step(resource, deployment, pods, settings)
-    _write(outcome, body, patch)
-
-
 # ------------------------------------------------------------------------------------------
 # TrainingSetBuild
 # ------------------------------------------------------------------------------------------
@@ -167,13 +155,91 @@ def build_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, m
     _write(outcome, body, patch)
 
 
-@kopf.timer(*BUILDS, interval=CHECK_INTERVAL, initial_delay=CHECK_INTERVAL)
-async def build_check(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
-                      build_jobs: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
-    """Level-based check: progress and result from the indexes; start the merge Job when due."""
-    jobs = _items(build_jobs, (namespace, name))
-    pods = _items(managed_pods, (namespace, BUILD_COMPONENT, label_value(name)))
-    resource = _plain(body)
-    settings = memo["render_settings"]
-    outcome = await asyncio.to_thread(reconcile.reconcile_build, resource, jobs, pods, settings, False)
-    _write(outcome, body, patch)
+# ------------------------------------------------------------------------------------------
+# The periodic level-based check
+# ------------------------------------------------------------------------------------------
+
+@kopf.index(*STEPS)
+def steps(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
+    """(namespace, name) -> the PipelineStep as last seen."""
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index(*BUILDS)
+def builds(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
+    """(namespace, name) -> the TrainingSetBuild as last seen."""
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.on.startup()
+async def start_periodic_check(memo: kopf.Memo, steps: kopf.Index, builds: kopf.Index,
+                               step_deployments: kopf.Index, build_jobs: kopf.Index,
+                               managed_pods: kopf.Index, logger: logging.Logger, **_: Any) -> None:
+    """Start the one loop that checks every resource every CHECK_INTERVAL seconds."""
+    indexes = {"steps": steps, "builds": builds, "step_deployments": step_deployments,
+               "build_jobs": build_jobs, "managed_pods": managed_pods}
+    memo["periodic"] = asyncio.create_task(_periodic(memo, indexes, logger))
+
+
+@kopf.on.cleanup()
+async def stop_periodic_check(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the periodic loop with the operator."""
+    task = memo.get("periodic")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _latest(index: kopf.Index, key: Any) -> dict[str, Any] | None:
+    items = _items(index, key)
+    return items[-1] if items else None
+
+
+async def _periodic(memo: kopf.Memo, ix: dict[str, kopf.Index], logger: logging.Logger) -> None:
+    limit = asyncio.Semaphore(8)  # concurrent API work of one round
+
+    async def one(resource: dict[str, Any], work: Any) -> None:
+        meta = resource["metadata"]
+        where = f"{resource['kind']} {meta.get('namespace')}/{meta['name']}"
+        async with limit:
+            try:
+                outcome = await asyncio.to_thread(work)
+                if outcome.status is not None:
+                    await asyncio.to_thread(kube.patch_status, resource, outcome.status)
+                if outcome.transition:
+                    kind = "Warning" if outcome.verdict.state == "stalled" else "Normal"
+                    await asyncio.to_thread(kube.post_event, resource, kind, outcome.verdict.reason,
+                                            outcome.verdict.message, MANAGED_BY)
+            except kube.KubeError as err:
+                if " 404 " not in str(err):  # deleted meanwhile: nothing to report
+                    logger.warning(f"periodic check of {where}: {err}")
+            except Exception:  # one bad resource must not stop the checks of all others
+                logger.exception(f"periodic check of {where} failed")
+
+    while True:
+        await asyncio.sleep(CHECK_INTERVAL)
+        settings = memo["render_settings"]
+        jobs = []
+        for key in list(ix["steps"].keys()):
+            resource = _latest(ix["steps"], key)
+            if resource is None or resource["metadata"].get("deletionTimestamp"):
+                continue
+            namespace, name = key
+            deployment = _latest(ix["step_deployments"], key)
+            pods = _items(ix["managed_pods"], (namespace, STEP_COMPONENT, label_value(name)))
+            if reconcile.step_needs_apply(resource, deployment, settings):
+                work = functools.partial(reconcile.apply_step, resource, pods, settings)
+            else:
+                work = functools.partial(reconcile.observe_step, resource, deployment, pods, settings)
+            jobs.append(one(resource, work))
+        for key in list(ix["builds"].keys()):
+            resource = _latest(ix["builds"], key)
+            if resource is None or resource["metadata"].get("deletionTimestamp"):
+                continue
+            namespace, name = key
+            children = _items(ix["build_jobs"], key)
+            pods = _items(ix["managed_pods"], (namespace, BUILD_COMPONENT, label_value(name)))
+            jobs.append(one(resource, functools.partial(
+                reconcile.reconcile_build, resource, children, pods, settings, False)))
+        if jobs:
+            await asyncio.gather(*jobs)

@@ -12,7 +12,8 @@ from typing import Any
 FIELD_MANAGER = "alertops-operator"
 REQUEST_TIMEOUT = (5, 30)  # connect, read seconds
 
-_PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Job": "jobs"}
+_PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Job": "jobs",
+            "PipelineStep": "pipelinesteps", "TrainingSetBuild": "trainingsetbuilds"}
 
 
 class KubeError(RuntimeError):
@@ -78,6 +79,32 @@ def apply(obj: dict[str, Any]) -> dict[str, Any]:
     return _call("PATCH", path, body=obj,
                  query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
                  content_type="application/apply-patch+yaml")
+
+
+def patch_status(resource: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """Merge-patch the status subresource of one of our resources (None values remove fields)."""
+    meta = resource["metadata"]
+    path = object_path(resource["apiVersion"], resource["kind"], meta["namespace"], meta["name"]) + "/status"
+    return _call("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+
+
+def post_event(resource: dict[str, Any], type_: str, reason: str, message: str, component: str) -> None:
+    """Create a core/v1 Event about one of our resources (what `kubectl describe` lists)."""
+    import uuid
+    from datetime import datetime, timezone
+
+    meta = resource["metadata"]
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": resource["apiVersion"], "kind": resource["kind"], "name": meta["name"],
+                           "namespace": meta["namespace"], "uid": meta.get("uid")},
+        "type": type_, "reason": reason, "message": message[:1024],
+        "source": {"component": component}, "reportingComponent": component,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    }
+    _call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
 
 
 def list_objects(api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
