@@ -25,11 +25,15 @@ def _client() -> Any:
 
     global _api_client
     if _api_client is None:
+        configuration = client.Configuration()
         try:
-            config.load_incluster_config()
+            config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
-            config.load_kube_config()
-        _api_client = client.ApiClient()
+            config.load_kube_config(client_configuration=configuration)
+        # As many connections as threads that may call at once (kopf's 16 workers + the
+        # periodic check's 8), so connections are reused rather than opened and discarded.
+        configuration.connection_pool_maxsize = 32
+        _api_client = client.ApiClient(configuration)
     return _api_client
 
 

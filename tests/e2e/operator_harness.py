@@ -168,3 +168,29 @@ spec:
         table: xmatch
         key: [oid]
 """
+
+
+OPERATOR_SA = ("alertops-system", "alertops-operator")
+
+
+def service_account_kubeconfig(kubectl: Kubectl, path: Path) -> Path:
+    """A kubeconfig that authenticates as the operator's ServiceAccount (deploy/ must be applied).
+
+    Running the operator with it proves the shipped RBAC is enough, and lets the API server
+    attribute requests to the operator (its user) in flow-control metrics.
+    """
+    import yaml
+
+    namespace, name = OPERATOR_SA
+    token = kubectl.run("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip()
+    admin = yaml.safe_load(Path(kubectl.kubeconfig).read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [cluster],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
+    }
+    path.write_text(json.dumps(config))
+    return path

@@ -2,12 +2,11 @@
 the RBAC it ships (its ServiceAccount's token, not the admin kubeconfig)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import yaml
-
-from operator_harness import REPO, Kubectl, OperatorProcess, condition, step_manifest, wait_for
+from operator_harness import (
+    REPO, Kubectl, OperatorProcess, condition, service_account_kubeconfig, step_manifest, wait_for,
+)
 
 SA = "system:serviceaccount:alertops-system:alertops-operator"
 
@@ -28,19 +27,7 @@ def test_apply_kustomize_base(kubectl: Kubectl, crds: None):
 
 def test_operator_runs_with_its_own_rbac(kubectl: Kubectl, crds: None, private_namespace: str, tmp_path: Path):
     kubectl.run("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "deploy"), timeout=120)
-    token = kubectl.run("create", "token", "alertops-operator", "-n", "alertops-system",
-                        "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(Path(kubectl.kubeconfig).read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
-    cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
-    sa_config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
-        "clusters": [cluster],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
-    }
-    path = tmp_path / "operator-kubeconfig"
-    path.write_text(json.dumps(sa_config))
+    path = service_account_kubeconfig(kubectl, tmp_path / "operator-kubeconfig")
     op = OperatorProcess(str(path), "rbac", scope=("--namespace", private_namespace)).start()
     try:
         kubectl.apply(step_manifest("rbac-step"), private_namespace)
