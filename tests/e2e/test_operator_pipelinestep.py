@@ -113,3 +113,30 @@ def test_operator_metrics(operator: OperatorProcess, kubectl: Kubectl, namespace
     text = operator.metrics()
     assert 'alertops_operator_reconciles_total{kind="PipelineStep",result="applied"}' in text
     assert "alertops_operator_reconcile_duration_seconds_bucket" in text
+
+
+def test_image_pull_failure_is_reported(kubectl: Kubectl, operator: OperatorProcess, namespace: str):
+    """kwok runs no kubelet, so the test writes the pod status a kubelet writes when it cannot
+    pull the image; the operator must turn it into Stalled with a message naming the image."""
+    kubectl.apply(step_manifest("pull", image="registry.example/no-such-image:1"), namespace)
+    wait_for(lambda: _ready(kubectl, namespace, "pull"), 120, "pull Ready")
+    (pod,) = kubectl.json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=pull")["items"]
+    status = {"status": {"phase": "Pending",
+                         "conditions": [{"type": "Ready", "status": "False"}, {"type": "PodScheduled", "status": "True"}],
+                         "containerStatuses": [{
+                             "name": "step", "image": "registry.example/no-such-image:1", "imageID": "",
+                             "ready": False, "restartCount": 0, "started": False,
+                             "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                   "message": 'Back-off pulling image "registry.example/no-such-image:1"'}}}]}}
+    kubectl.run("patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource=status", "--type=merge",
+                "-p", json.dumps(status))
+    step = wait_for(lambda: (s := kubectl.get("pipelinestep", "pull", namespace))
+                    and condition(s, "Stalled").get("status") == "True" and s, 60, "Stalled=True")
+    stalled = condition(step, "Stalled")
+    assert stalled["reason"] == "ImagePullFailed"
+    assert "registry.example/no-such-image:1" in stalled["message"] and "spec.image" in stalled["message"]
+    assert step["status"]["phase"] == "Failed" and condition(step, "Ready")["status"] == "False"
+    assert step["status"]["lastError"] == stalled["message"]
+    events = kubectl.run("get", "events", "-n", namespace, "--field-selector",
+                         "involvedObject.kind=PipelineStep,involvedObject.name=pull,type=Warning").stdout
+    assert "ImagePullFailed" in events
