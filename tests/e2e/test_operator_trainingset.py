@@ -1,6 +1,8 @@
 """TrainingSetBuild end to end: Job(s) -> kwok pods Succeed -> status Succeeded."""
 from __future__ import annotations
 
+import json
+
 from operator_harness import Kubectl, OperatorProcess, condition, wait_for
 
 
@@ -69,3 +71,29 @@ def test_suspended_build_waits(kubectl: Kubectl, operator: OperatorProcess, name
     assert condition(build, "Ready")["reason"] == "Suspended"
     kubectl.run("patch", "trainingsetbuild", "paused", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
     wait_for(lambda: _phase(kubectl, namespace, "paused", "Succeeded"), 180, "phase Succeeded after resuming")
+
+
+def test_summary_from_the_termination_message_reaches_status(kubectl: Kubectl, operator: OperatorProcess,
+                                                             namespace: str):
+    """kwok completes pods without running them, so the test writes the termination message a
+    kubelet would copy from /dev/termination-log: what `alertops build` writes there."""
+    from step_runtime.trainingset.report import compact_summary
+
+    kubectl.apply(build_manifest("summary", 1), namespace)
+    wait_for(lambda: _phase(kubectl, namespace, "summary", "Succeeded"), 120, "phase Succeeded")
+    (pod,) = kubectl.json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=summary")["items"]
+    message = compact_summary({"rows_in": 50, "rows_out": 12, "conflicts": 1,
+                               "output": {"path": "/data/training.parquet", "format": "parquet"},
+                               "catalogs": {"sn": {"matches": 9, "conflicts": 1}}, "classes": {"SNIa": 12}})
+    terminated = dict(pod["status"]["containerStatuses"][0]["state"]["terminated"], message=message)
+    status = {"status": {"containerStatuses": [dict(pod["status"]["containerStatuses"][0],
+                                                    state={"terminated": terminated})]}}
+    kubectl.run("patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource=status",
+                "--type=merge", "-p", json.dumps(status))
+    build = wait_for(lambda: (b := kubectl.get("trainingsetbuild", "summary", namespace))
+                     and b["status"].get("rowsOut") == 12 and b, 60, "rowsOut from the summary")
+    assert build["status"]["rowsIn"] == 50 and build["status"]["output"] == "/data/training.parquet"
+    assert build["status"]["catalogs"] == [{"name": "sn", "matches": 9, "conflicts": 1}]
+    assert condition(build, "Ready")["message"] == "wrote 12 rows to /data/training.parquet"
+    row = kubectl.run("get", "tsb", "summary", "-n", namespace).stdout.splitlines()[1].split()
+    assert row[:4] == ["summary", "Succeeded", "1/1", "12"]
