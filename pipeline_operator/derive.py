@@ -128,7 +128,10 @@ def _step_verdict(facts: StepFacts, deployment: dict[str, Any] | None, pods: lis
     applied_hash = (meta.get("annotations") or {}).get(CONFIG_HASH_ANNOTATION)
     if applied_hash != facts.config_hash or (deployment.get("spec") or {}).get("replicas") != facts.desired_replicas:
         return Verdict("reconciling", "Applying", f"updating Deployment {_name(deployment)} to the current spec")
-    if int(dstatus.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+    observed = int(dstatus.get("observedGeneration") or 0)
+    if observed < int(meta.get("generation") or 0):
+        if observed == 0:
+            return Verdict("reconciling", "Creating", f"Deployment {_name(deployment)} created, starting its pods")
         return Verdict("reconciling", "RollingOut", f"Deployment {_name(deployment)} has not yet seen its new spec")
     progressing = _condition(deployment, "Progressing")
     if progressing and progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":

@@ -43,6 +43,7 @@ def test_missing_deployment_is_reconciling():
 def test_stale_hash_or_unobserved_generation_is_reconciling():
     assert pipelinestep_status(FACTS, deployment(digest="old"), [])[1].reason == "Applying"
     assert pipelinestep_status(FACTS, deployment(observed=4), [])[1].reason == "RollingOut"
+    assert pipelinestep_status(FACTS, deployment(observed=0), [])[1].reason == "Creating"
 
 
 def test_image_pull_failure_is_stalled_with_an_actionable_message():
