@@ -118,19 +118,10 @@ def _resolve_env(kubectl: Kubectl, namespace: str, env: list[dict]) -> dict[str,
     return out
 
 
-def test_rendered_pod_runs_against_real_services(kubectl: Kubectl, operator: OperatorProcess, namespace: str,
-                                                 kafka_bootstrap: str, postgres_dsn: str, mongodb_uri: str,
-                                                 tmp_path: Path):
-    if not MODEL.exists():
-        pytest.fail(f"{MODEL} is missing (shipped with the step runtime)")
-    suffix = uuid.uuid4().hex[:8]
-    name, topic, table, mongo_db = f"live-{suffix}", f"e2e-ztf-{suffix}", f"e2e_prob_{suffix}", f"e2e_{suffix}"
-    alerts = sorted(p for p in ALERTS.glob("*.avro"))
-    _produce(kafka_bootstrap, topic, alerts)
-
-    kubectl.run("create", "secret", "generic", "pg", f"--from-literal=dsn={postgres_dsn}", "-n", namespace)
-    kubectl.run("create", "secret", "generic", "mongo", f"--from-literal=uri={mongodb_uri}", "-n", namespace)
-    kubectl.apply(_manifest(name, kafka_bootstrap, topic, table, mongo_db), namespace)
+def _run_rendered_pod(kubectl: Kubectl, namespace: str, name: str, group: str, topic: str, n_messages: int,
+                      kafka_bootstrap: str, tmp_path: Path) -> str:
+    """Run the Deployment's pod template of step `name` locally until every message is
+    committed; return the runtime's log."""
     dep = wait_for(lambda: kubectl.get("deployment", name, namespace), 60, "the Deployment")
 
     # Read the pod back as the operator rendered it.
@@ -147,7 +138,6 @@ def test_rendered_pod_runs_against_real_services(kubectl: Kubectl, operator: Ope
         (local_config / key).write_text(text)
     assert "secret" not in cm["data"]["step.yaml"].lower().replace("secretkeyref", "")
     env = _resolve_env(kubectl, namespace, container["env"])
-    assert env["ALERTOPS_SECRET_PG_DSN"] == postgres_dsn and env["ALERTOPS_SECRET_MONGO_URI"] == mongodb_uri
     env["ALERTOPS_HTTP_PORT"] = str(free_port())
     command = [c.replace(config_dir, str(local_config)) for c in container["command"] + container.get("args", [])]
     assert command[:2] == ["alertops", "run"]
@@ -158,15 +148,69 @@ def test_rendered_pod_runs_against_real_services(kubectl: Kubectl, operator: Ope
         proc = subprocess.Popen(command, env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env},
                                 stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
-            wait_for(lambda: proc.poll() is None and _committed(kafka_bootstrap, f"{name}-group", topic) == len(alerts),
-                     120, f"all {len(alerts)} alerts committed (log {log})", interval=1.0)
+            wait_for(lambda: proc.poll() is None and _committed(kafka_bootstrap, group, topic) == n_messages,
+                     120, f"all {n_messages} messages committed (log {log})", interval=1.0)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=60)
     logs = log.read_text(errors="replace")
     assert code == 0, logs[-3000:]
+    return logs
+
+
+def test_rendered_pod_runs_against_real_services(kubectl: Kubectl, operator: OperatorProcess, namespace: str,
+                                                 kafka_bootstrap: str, postgres_dsn: str, mongodb_uri: str,
+                                                 tmp_path: Path):
+    if not MODEL.exists():
+        pytest.fail(f"{MODEL} is missing (shipped with the step runtime)")
+    suffix = uuid.uuid4().hex[:8]
+    name, topic, table, mongo_db = f"live-{suffix}", f"e2e-ztf-{suffix}", f"e2e_prob_{suffix}", f"e2e_{suffix}"
+    alerts = sorted(p for p in ALERTS.glob("*.avro"))
+    _produce(kafka_bootstrap, topic, alerts)
+    kubectl.run("create", "secret", "generic", "pg", f"--from-literal=dsn={postgres_dsn}", "-n", namespace)
+    kubectl.run("create", "secret", "generic", "mongo", f"--from-literal=uri={mongodb_uri}", "-n", namespace)
+    kubectl.apply(_manifest(name, kafka_bootstrap, topic, table, mongo_db), namespace)
+    logs = _run_rendered_pod(kubectl, namespace, name, f"{name}-group", topic, len(alerts), kafka_bootstrap, tmp_path)
     pg, mongo = _pg_oids(postgres_dsn, table), _mongo_oids(mongodb_uri, mongo_db)
     assert len(pg) >= 5, f"too few objects classified: {sorted(pg)}\n{logs[-2000:]}"
     assert pg == mongo
     assert all(oid.startswith("ZTF") for oid in pg)
     print(f"{len(alerts)} alerts -> {len(pg)} objects in PostgreSQL table {table} and MongoDB {mongo_db}")
+
+
+def test_features_example_runs_as_rendered(kubectl: Kubectl, operator: OperatorProcess, namespace: str,
+                                           kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path):
+    """examples/pipelinestep-features.yaml, pointed at the test services, applied with kubectl and
+    run as the operator renders it: Kafka -> features -> PostgreSQL, bad packets to a dead-letter
+    topic.
+
+    The example's MongoDB sink is left out here: features are NaN where undefined, and the test
+    environment's MongoDB-wire server (FerretDB 1.x) refuses NaN ("NaN is not supported"), so the
+    runtime retries that batch forever. That is the step runtime's to solve (write NaN as null
+    for MongoDB); the model-processor test above covers the MongoDB sink."""
+    import psycopg2
+
+    suffix = uuid.uuid4().hex[:8]
+    doc = yaml.safe_load((REPO / "examples" / "pipelinestep-features.yaml").read_text())
+    kafka = doc["spec"]["source"]["kafka"]
+    topic, group = f"e2e-feat-{suffix}", f"e2e-feat-{suffix}"
+    kafka.update({"bootstrapServers": kafka_bootstrap, "topics": [topic], "groupId": group})
+    table = f"e2e_features_{suffix}"
+    doc["spec"]["sinks"][0]["postgres"]["table"] = table
+    doc["spec"]["sinks"] = [s for s in doc["spec"]["sinks"] if "mongodb" not in s]
+    doc["spec"]["deadLetter"]["kafka"]["topic"] = f"e2e-feat-dead-{suffix}"
+    alerts = sorted(p for p in ALERTS.glob("*.avro"))
+    _produce(kafka_bootstrap, topic, alerts)
+    _produce(kafka_bootstrap, f"e2e-feat-dead-{suffix}", [])
+    kubectl.run("create", "secret", "generic", "alerts-postgres", f"--from-literal=dsn={postgres_dsn}", "-n", namespace)
+    kubectl.apply(yaml.safe_dump(doc), namespace)
+    logs = _run_rendered_pod(kubectl, namespace, "ztf-features", group, topic, len(alerts), kafka_bootstrap, tmp_path)
+    conn = psycopg2.connect(postgres_dsn, connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'SELECT count(*), count(DISTINCT candid) FROM "{table}"')
+            rows, candids = cur.fetchone()
+    finally:
+        conn.close()
+    assert rows >= 5 and rows == candids, f"pg rows {rows}, candids {candids}\n{logs[-2000:]}"
+    print(f"features example: {len(alerts)} alerts -> {rows} rows in PostgreSQL")
