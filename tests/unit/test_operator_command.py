@@ -1,0 +1,62 @@
+"""`alertops operator` flags and the kopf settings of its startup handler."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+import kopf
+import pytest
+
+from pipeline_operator import command
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_scope_flags(monkeypatch):
+    monkeypatch.delenv("ALERTOPS_WATCH_NAMESPACE", raising=False)
+    assert command.namespaces_from(parse()) == (True, [])
+    assert command.namespaces_from(parse("-A")) == (True, [])
+    assert command.namespaces_from(parse("-n", "alerts", "-n", "staging")) == (False, ["alerts", "staging"])
+    monkeypatch.setenv("ALERTOPS_WATCH_NAMESPACE", "alerts, e2e-*")
+    assert command.namespaces_from(parse()) == (False, ["alerts", "e2e-*"])
+    assert command.namespaces_from(parse("-A")) == (True, [])
+
+
+def test_namespace_and_all_namespaces_exclude_each_other():
+    with pytest.raises(SystemExit):
+        parse("-n", "a", "-A")
+
+
+def test_ports_default_and_override():
+    args = parse()
+    assert (args.liveness_port, args.metrics_port, args.log_format) == (8081, 8082, "json")
+    assert parse("--liveness-port", "0").liveness_port == 0
+
+
+def test_startup_settings_keep_kopf_out_of_status():
+    from pipeline_operator import handlers
+
+    settings = kopf.OperatorSettings()
+    memo = kopf.Memo()
+    handlers.configure(settings=settings, memo=memo)
+    assert settings.persistence.finalizer == "alertops.io/finalizer"
+    assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    assert settings.persistence.progress_storage.prefix == "alertops.io"
+    assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+    assert settings.persistence.diffbase_storage.prefix == "alertops.io"
+    assert settings.watching.server_timeout and settings.watching.client_timeout > settings.watching.server_timeout
+    assert settings.posting.loggers is False and settings.posting.level == logging.INFO
+    assert memo["render_settings"].default_image
+
+
+def test_no_timers_or_daemons_so_no_finalizer():
+    """kopf puts a finalizer on resources with timers/daemons; the operator must not have any."""
+    from pipeline_operator import handlers  # noqa: F401
+
+    registry = kopf.get_default_registry()
+    spawning = registry._spawning.get_all_handlers()  # kopf has no public accessor for this
+    assert list(spawning) == []
