@@ -34,3 +34,20 @@ def test_pipelinestep_example_renders(path):
 def test_trainingsetbuild_example_renders(path):
     rendered = render_trainingset.render(_resource(path, "TrainingSetBuild"))
     assert rendered.main_job["spec"]["template"]["spec"]["containers"][0]["command"][1] == "build"
+
+
+def test_keda_scaledobject_targets_the_features_example():
+    """The ScaledObject drives the step's scale subresource and reads the step's own consumer group."""
+    import yaml
+
+    scaled = yaml.safe_load((EXAMPLES / "keda" / "scaledobject.yaml").read_text())
+    step = read_manifest(EXAMPLES / "pipelinestep-features.yaml", "PipelineStep")
+    target = scaled["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        "alertops.io/v1alpha1", "PipelineStep", step["metadata"]["name"])
+    (trigger,) = scaled["spec"]["triggers"]
+    kafka = step["spec"]["source"]["kafka"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["consumerGroup"] == kafka["groupId"]
+    assert trigger["metadata"]["topic"] in kafka["topics"]
+    assert trigger["metadata"]["bootstrapServers"] == kafka["bootstrapServers"]
