@@ -3,7 +3,8 @@
 - create/update/resume: render and server-side-apply the children, write status.
 - indexes of the resources and of the children (Deployments, Jobs, Pods) the operator manages,
   kept in memory from watches, so the periodic level-based check reads them without an API call.
-- one periodic check for all resources (started at startup): re-derives status from the indexes
+- one periodic check for all resources (started at startup; woken early when a child changes):
+  re-derives status from the indexes
   and writes it only when it changed, re-applies children that went missing or drifted, and
   starts a build's merge Job. An idle cluster therefore costs no API requests beyond the
   watches. It is one loop rather than a kopf timer per resource because kopf puts a finalizer
@@ -33,6 +34,7 @@ BUILDS = (API_GROUP, API_VERSION, "trainingsetbuilds")
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 CHECK_INTERVAL = float(os.environ.get("ALERTOPS_OPERATOR_CHECK_INTERVAL", "5"))
 RETRY_DELAY = 10.0
+MIN_ROUND_SPACING = 0.5  # seconds between two rounds of the periodic check
 
 
 @kopf.on.startup()
@@ -178,7 +180,18 @@ async def start_periodic_check(memo: kopf.Memo, steps: kopf.Index, builds: kopf.
     """Start the one loop that checks every resource every CHECK_INTERVAL seconds."""
     indexes = {"steps": steps, "builds": builds, "step_deployments": step_deployments,
                "build_jobs": build_jobs, "managed_pods": managed_pods}
+    memo["wake"] = asyncio.Event()
     memo["periodic"] = asyncio.create_task(_periodic(memo, indexes, logger))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+@kopf.on.event("", "v1", "pods", labels=MANAGED)
+async def child_changed(memo: kopf.Memo, **_: Any) -> None:
+    """A child changed: run the check now rather than at the next interval (status is prompt)."""
+    wake = memo.get("wake")
+    if wake is not None:
+        wake.set()
 
 
 @kopf.on.cleanup()
@@ -216,8 +229,16 @@ async def _periodic(memo: kopf.Memo, ix: dict[str, kopf.Index], logger: logging.
             except Exception:  # one bad resource must not stop the checks of all others
                 logger.exception(f"periodic check of {where} failed")
 
+    wake: asyncio.Event = memo["wake"]
     while True:
-        await asyncio.sleep(CHECK_INTERVAL)
+        # Wait for a child's change or the interval, whichever comes first; then a short pause
+        # so that a burst of changes (a rollout, 200 new pods) is handled in one round.
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=CHECK_INTERVAL)
+        except asyncio.TimeoutError:
+            pass
+        await asyncio.sleep(MIN_ROUND_SPACING)
+        wake.clear()
         settings = memo["render_settings"]
         jobs = []
         for key in list(ix["steps"].keys()):
