@@ -13,7 +13,7 @@ from typing import Any
 from pipeline_operator.crdgen import CelRule, CRDDefinition, PrinterColumn, build_crd
 from pipeline_operator.status import PipelineStepStatus, TrainingSetBuildStatus
 from step_runtime.spec.common import API_GROUP, API_VERSION
-from step_runtime.spec.pipelinestep import PipelineStepSpec
+from step_runtime.spec.pipelinestep import KAFKA_TOPIC, PG_IDENTIFIER, PipelineStepSpec
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 
 CATEGORY = "alertops"
@@ -77,6 +77,11 @@ PIPELINESTEP_BOUNDS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("sinks", {"maxItems": 16}),
     ("env", {"maxItems": 128}),
     ("source.kafka.topics", {"maxItems": 100}),
+    # Checks the models make in validators (so pydantic's schema does not show them), repeated
+    # with the models' own patterns so the API server refuses the same names.
+    ("source.kafka.topics[]", {"pattern": KAFKA_TOPIC}),
+    ("sinks[].postgres.key[]", {"pattern": PG_IDENTIFIER}),
+    ("sinks[].postgres.columns[]", {"pattern": PG_IDENTIFIER}),
 )
 
 TRAININGSET_BOUNDS: tuple[tuple[str, dict[str, Any]], ...] = (
