@@ -140,3 +140,24 @@ def test_image_pull_failure_is_reported(kubectl: Kubectl, operator: OperatorProc
     events = kubectl.run("get", "events", "-n", namespace, "--field-selector",
                          "involvedObject.kind=PipelineStep,involvedObject.name=pull,type=Warning").stdout
     assert "ImagePullFailed" in events
+
+
+def test_refused_child_is_reported_then_retried(kubectl: Kubectl, operator: OperatorProcess, namespace: str):
+    """A ResourceQuota that allows no Deployment: the API server refuses the child, the step says
+    so (Stalled/ApiError, naming the quota), and converges once the quota is lifted."""
+    kubectl.apply("""
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: no-deployments}
+spec: {hard: {count/deployments.apps: "0"}}
+""", namespace)
+    wait_for(lambda: (q := kubectl.get("resourcequota", "no-deployments", namespace))
+             and (q.get("status") or {}).get("hard"), 60, "the quota to be active")
+    kubectl.apply(step_manifest("quota"), namespace)
+    step = wait_for(lambda: (s := kubectl.get("pipelinestep", "quota", namespace))
+                    and condition(s, "Stalled").get("status") == "True" and s, 60, "Stalled=True")
+    stalled = condition(step, "Stalled")
+    assert stalled["reason"] == "ApiError"
+    assert "exceeded quota" in stalled["message"] and "no-deployments" in stalled["message"]
+    kubectl.run("delete", "resourcequota", "no-deployments", "-n", namespace)
+    wait_for(lambda: _ready(kubectl, namespace, "quota"), 120, "Ready once the quota is gone")
