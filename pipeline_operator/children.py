@@ -28,8 +28,6 @@ class RenderSettings:
 
     default_image: str = DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
-    job_backoff_limit: int = 3
-    job_ttl_seconds_after_finished: int = 7 * 24 * 3600
 
 
 def label_value(value: str) -> str:

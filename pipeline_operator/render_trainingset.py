@@ -27,11 +27,6 @@ CONTAINER = "build"
 DATA_DIR = "/data"
 ROLE_LABEL = f"{ANNOTATION_PREFIX}/role"
 HASH_LABEL = f"{ANNOTATION_PREFIX}/config-hash"
-# Until the spec has a volume field, a PersistentVolumeClaim for inputs, parts and output is
-# named by this annotation (mounted at /data, the --output-dir). Without it /data is an emptyDir,
-# which only suits builds whose inputs are in the image and whose output goes to PostgreSQL.
-DATA_CLAIM_ANNOTATION = f"{ANNOTATION_PREFIX}/data-volume-claim"
-IMAGE_ANNOTATION = f"{ANNOTATION_PREFIX}/image"
 
 ROLE_BUILD, ROLE_PARTITION, ROLE_MERGE = "build", "partition", "merge"
 
@@ -66,27 +61,27 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
     spec = parse(resource)
     meta = resource["metadata"]
     name, namespace = meta["name"], meta.get("namespace", "default")
-    annotations = meta.get("annotations") or {}
     digest = config_hash(spec, exclude=("suspend",))
     labels = common_labels(APP, name, COMPONENT, meta.get("labels"))
     owner = owner_reference(resource)
     cm_name = f"{name}-config"
     cm = config_map(cm_name, namespace, labels, owner, CONFIG_FILE, runtime_manifest(resource, spec), digest)
-    image = getattr(spec, "image", None) or annotations.get(IMAGE_ANNOTATION) or settings.default_image
-    claim = annotations.get(DATA_CLAIM_ANNOTATION)
+    image = spec.image or settings.default_image
+    claim = spec.data_volume_claim
     partitions = spec.parallelism
 
     def job(role: str, extra_args: list[str], completions: int | None) -> dict[str, Any]:
         job_labels = {**labels, ROLE_LABEL: role, HASH_LABEL: digest}
         job_spec: dict[str, Any] = {
             "suspend": spec.suspend,
-            "backoffLimit": getattr(spec, "backoff_limit", None) or settings.job_backoff_limit,
-            "ttlSecondsAfterFinished": settings.job_ttl_seconds_after_finished,
+            "backoffLimit": spec.backoff_limit,
             "template": {
                 "metadata": {"labels": job_labels, "annotations": {CONFIG_HASH_ANNOTATION: digest}},
                 "spec": pod_spec(spec, cm_name, image, claim, extra_args, settings),
             },
         }
+        if spec.ttl_seconds_after_finished is not None:
+            job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
         if completions is not None:
             job_spec.update({"completionMode": "Indexed", "completions": completions, "parallelism": completions})
         return {
@@ -120,7 +115,7 @@ def pod_spec(spec: TrainingSetBuildSpec, cm_name: str, image: str, claim: str | 
         {"name": "data", "persistentVolumeClaim": {"claimName": claim}} if claim
         else {"name": "data", "emptyDir": {}}
     )
-    resources = getattr(spec, "resources", None)
+    resources = {k: v for k, v in (("requests", spec.resources.requests), ("limits", spec.resources.limits)) if v}
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image,
@@ -137,9 +132,8 @@ def pod_spec(spec: TrainingSetBuildSpec, cm_name: str, image: str, claim: str | 
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    if resources is not None:
-        container["resources"] = {k: v for k, v in (("requests", resources.requests),
-                                                    ("limits", resources.limits)) if v}
+    if resources:
+        container["resources"] = resources
     return {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,

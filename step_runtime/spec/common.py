@@ -46,6 +46,13 @@ class SecretKeyRef(SpecModel):
         return f"ALERTOPS_SECRET_{clean.upper()}"
 
 
+class ResourcesSpec(SpecModel):
+    """Container resources, as in a Kubernetes container spec."""
+
+    requests: dict[str, str] = Field(default_factory=dict, description="Resource requests, e.g. cpu: 500m.")
+    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. memory: 2Gi.")
+
+
 class SpecError(ValueError):
     """A manifest the user must fix; the message names the file, the field and what was expected."""
 

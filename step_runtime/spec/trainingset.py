@@ -6,13 +6,11 @@ description (the CRD docs), enums are `Literal`s and bounds are `Field` constrai
 """
 from __future__ import annotations
 
-from typing import Literal
-
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from step_runtime.spec.common import SecretKeyRef, SpecModel
+from step_runtime.spec.common import ResourcesSpec, SecretKeyRef, SpecModel
 
 KIND = "TrainingSetBuild"
 
@@ -176,7 +174,8 @@ class TrainingSetBuildSpec(SpecModel):
     """Crossmatch `source` with `catalogs`, combine their labels, and write a training set."""
 
     source: SourceSpec = Field(description="The objects to label.")
-    catalogs: list[CatalogSpec] = Field(min_length=1, description="Labeled catalogs, matched independently.")
+    catalogs: list[CatalogSpec] = Field(min_length=1, max_length=64,
+                                        description="Labeled catalogs, matched independently.")
     combine: CombineSpec = Field(default_factory=CombineSpec, description="How catalog labels are combined.")
     output: OutputSpec = Field(description="Where the training set is written.")
     parallelism: int = Field(
@@ -190,6 +189,19 @@ class TrainingSetBuildSpec(SpecModel):
                     "row, or skip them and count them in the summary.",
     )
     suspend: bool = Field(default=False, description="While true the operator does not start the Job.")
+    # Pod settings: the operator renders the Job from these; `alertops build` ignores them.
+    image: str | None = Field(default=None, min_length=1,
+                              description="Container image running `alertops build`; default: the operator's.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Container resources of each build pod.")
+    data_volume_claim: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253,
+        description="PersistentVolumeClaim mounted at /data (the --output-dir) for inputs, partition results and "
+                    "output; ReadWriteMany when parallelism > 1. Absent: an emptyDir, which suits only builds "
+                    "whose inputs are in the image and whose output goes to PostgreSQL.")
+    backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries of a failed build pod before the Job fails.")
+    ttl_seconds_after_finished: int | None = Field(
+        default=7 * 24 * 3600, ge=0,
+        description="Seconds a finished Job (and its pods' logs) is kept; null keeps it until the resource is deleted.")
 
     @model_validator(mode="after")
     def _unique_catalog_names(self) -> "TrainingSetBuildSpec":

@@ -159,8 +159,8 @@ def job_container(job: dict) -> dict:
 
 
 def test_single_job_build():
-    r = render_trainingset.render(build(), RenderSettings(default_image="img:1", job_backoff_limit=2,
-                                                          job_ttl_seconds_after_finished=600))
+    r = render_trainingset.render(build(backoffLimit=2, ttlSecondsAfterFinished=600),
+                                  RenderSettings(default_image="img:1"))
     assert r.merge_job is None
     job = r.main_job
     assert "completionMode" not in job["spec"]
@@ -202,9 +202,18 @@ def test_a_config_edit_gets_new_job_names():
     assert len(render_trainingset.job_name("n" * 80, "partition", a.config_hash)) <= 63
 
 
-def test_data_volume_claim_annotation():
-    res = build()
-    res["metadata"]["annotations"] = {"alertops.io/data-volume-claim": "training-data"}
+def test_data_volume_claim_image_and_resources_come_from_the_spec():
+    res = build(dataVolumeClaim="training-data", image="registry.example.org/alertops:2",
+                resources={"limits": {"memory": "4Gi"}})
     pod = render_trainingset.render(res).main_job["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "training-data"}
+    assert pod["containers"][0]["image"] == "registry.example.org/alertops:2"
+    assert pod["containers"][0]["resources"] == {"limits": {"memory": "4Gi"}}
+
+
+def test_without_a_claim_data_is_an_empty_dir_and_ttl_null_keeps_the_job():
+    r = render_trainingset.render(build(ttlSecondsAfterFinished=None))
+    volumes = {v["name"]: v for v in r.main_job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    assert "ttlSecondsAfterFinished" not in r.main_job["spec"]
