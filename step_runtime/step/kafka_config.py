@@ -1,6 +1,7 @@
 """librdkafka settings shared by the consumer, the producers and the dead-letter producer."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from step_runtime.spec.pipelinestep import KafkaAuth
@@ -19,6 +20,11 @@ def auth_config(auth: KafkaAuth | None, field: str) -> dict[str, Any]:
     }
 
 
+def client_logger() -> logging.Logger:
+    """librdkafka's own log lines go through this logger, so they are JSON like ours."""
+    return logging.getLogger("alertops.kafka")
+
+
 def producer_config(bootstrap: str, auth: KafkaAuth | None, field: str) -> dict[str, Any]:
     """An idempotent producer waiting for all in-sync replicas: delivery means durable."""
     return {
@@ -28,5 +34,6 @@ def producer_config(bootstrap: str, auth: KafkaAuth | None, field: str) -> dict[
         "linger.ms": 5,
         "compression.type": "lz4",
         "message.timeout.ms": 30_000,
+        "logger": client_logger(),
         **auth_config(auth, field),
     }

@@ -91,6 +91,7 @@ class StepRunner:
         self.preview_rows = preview_rows
         self.summary = RunSummary()
         self.step = metrics.step
+        self.sink_ms: dict[str, float] = {}
 
     # -- connecting ---------------------------------------------------------------------------
     def _with_backoff(self, what: str, attempt: Callable[[], None]) -> bool:
@@ -133,14 +134,17 @@ class StepRunner:
         pending: list[tuple[Any, list[Any]]] = [(s, outputs) for s in self.sinks]
         if dead:
             pending.append((self.dead_letters, dead))
+        self.sink_ms: dict[str, float] = {}
 
         def attempt() -> None:
             failure: SinkUnavailable | None = None
             for item in list(pending):
                 writer, payload = item
+                t0 = time.monotonic()
                 try:
                     writer.write(payload)
                     pending.remove(item)
+                    self.sink_ms[writer.name] = round((time.monotonic() - t0) * 1000, 1)
                 except SinkUnavailable as exc:
                     self.metrics.sink_failures.labels(self.step, writer.name).inc()
                     failure = exc
@@ -195,7 +199,7 @@ class StepRunner:
                 self.summary.preview.extend(outputs[: self.preview_rows - len(self.summary.preview)])
             log.info("batch committed", extra={"fields": {
                 "messages": len(messages), "outputs": len(outputs), "dead_letters": len(dead),
-                "batch_ms": round(elapsed * 1000, 1)}})
+                "batch_ms": round(elapsed * 1000, 1), "sink_ms": self.sink_ms}})
             idle_since = time.monotonic()
         if self.stop.is_set():
             self.summary.stopped_by_signal = True

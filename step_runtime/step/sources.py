@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from step_runtime.spec.pipelinestep import FileSource, KafkaSource
-from step_runtime.step.kafka_config import auth_config
+from step_runtime.step.kafka_config import auth_config, client_logger
 from step_runtime.step.messages import Message
 from step_runtime.step.sinks import SinkUnavailable
 
@@ -84,6 +84,7 @@ def consumer_config(spec: KafkaSource) -> dict[str, Any]:
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
         "partition.assignment.strategy": "cooperative-sticky",
+        "logger": client_logger(),
         **spec.config,
         **auth_config(spec.auth, "spec.source.kafka"),
     }
@@ -159,9 +160,9 @@ class KafkaBatchSource:
             log.warning("offset commit failed; messages will be redelivered", extra={"fields": {"error": str(exc)}})
 
     def lag(self) -> dict[tuple[str, int], int]:
-        """Messages behind the high watermark per assigned partition (refreshed every 5 s)."""
+        """Messages behind the high watermark per assigned partition (refreshed every 2 s)."""
         now = time.monotonic()
-        if now - self._lag_at < 5.0 or self.consumer is None:
+        if now - self._lag_at < 2.0 or self.consumer is None:
             return self._lag
         self._lag_at = now
         lag: dict[tuple[str, int], int] = {}

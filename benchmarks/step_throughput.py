@@ -1,0 +1,204 @@
+"""Throughput of the step runtime against ALeRCE's APF, on the real test Kafka/PostgreSQL/FerretDB.
+
+    eval "$(scripts/testenv env postgres kafka ferretdb)"
+    ~/.cache/alertops/venv/bin/python benchmarks/step_throughput.py [--alerts 50000]
+
+1. Fills a one-partition topic with --alerts ZTF-shaped alerts synthesised from the real
+   packets (new candid/objectId, small ra/dec offsets, cutouts kept).
+2. Runs `alertops run` (features -> model -> PostgreSQL probability table + MongoDB) over it
+   and reads its per-batch "batch committed" logs: throughput from the first poll to the last
+   commit, p50/p99 batch latency.
+3. Runs the same work on APF 2.5.2 (benchmarks/step_apf_baseline.py in its own venv under
+   ~/.cache/alertops/apf, installed as the issue says when missing) on the same topic.
+4. Measures the crossmatch processor alone against a 1e6-row catalog.
+Last line: RESULT step alerts_per_s=<n> p99_batch_ms=<m> ratio_vs_apf=<r>
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+APF_HOME = Path.home() / ".cache" / "alertops" / "apf"
+APF_PY = APF_HOME / "venv" / "bin" / "python"
+ALERTS = ROOT / "examples" / "data" / "alerts"
+
+
+def ensure_apf() -> None:
+    """apf-base 2.5.2 in its own venv, installed exactly as the issue says (its pins fail on 3.11)."""
+    if APF_PY.exists() and subprocess.run([str(APF_PY), "-c", "import apf, sklearn, psycopg2, pymongo, pydantic"],
+                                          capture_output=True, timeout=120).returncode == 0:
+        return
+    APF_HOME.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(APF_HOME / "venv")], check=True, timeout=300)
+    pip = [str(APF_HOME / "venv" / "bin" / "pip"), "install", "-q"]
+    subprocess.run([*pip, "--no-deps", "apf-base==2.5.2"], check=True, timeout=600)
+    subprocess.run([*pip, "fastavro", "confluent-kafka", "pandas", "click", "jinja2", "prometheus-client",
+                    "boto3", "pyroscope-io"], check=True, timeout=900)
+    # what the shared step code needs (same versions as the project venv where it matters)
+    import sklearn
+    subprocess.run([*pip, "numpy", f"scikit-learn=={sklearn.__version__}", "joblib", "psycopg2-binary",
+                    "pymongo", "pydantic", "pyyaml"], check=True, timeout=900)
+
+
+def fill_topic(bootstrap: str, topic: str, n: int) -> None:
+    from step_support import create_topic, produce
+    from step_runtime.step.synthetic import synthetic_alerts
+
+    create_topic(bootstrap, topic, partitions=1)
+    t0 = time.monotonic()
+    chunk: list[tuple[bytes, bytes]] = []
+    for oid, _candid, packet in synthetic_alerts(ALERTS, n):
+        chunk.append((oid.encode(), packet))
+        if len(chunk) == 2000:
+            produce(bootstrap, topic, chunk)
+            chunk = []
+    if chunk:
+        produce(bootstrap, topic, chunk)
+    print(f"filled {topic} with {n} alerts in {time.monotonic() - t0:.0f}s", flush=True)
+
+
+def stats(batches: list[tuple[float, float, int]]) -> tuple[float, float, float, int]:
+    """(alerts/s first poll -> last commit, p50 ms, p99 ms, alerts) of (poll_start, commit, n) batches."""
+    starts, ends, ns = zip(*batches)
+    total = sum(ns)
+    lat = np.array([(e - s) * 1000 for s, e, _ in batches])
+    return total / (max(ends) - min(starts)), float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), total
+
+
+def run_alertops(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> list[tuple[float, float, int]]:
+    """`alertops run` over the topic; its (poll start, commit, messages) per batch from its JSON logs."""
+    from step_support import step_manifest
+
+    manifest = step_manifest(workdir / "step.yaml", bootstrap=cfg["bootstrap"], topic=cfg["topic"],
+                             group=cfg["group"] + "-alertops", table=cfg["table"] + "_alertops",
+                             mongo_db=cfg["mongo_db"] + "_alertops", dead_topic=cfg["topic"] + "-dead",
+                             batch_size=batch_size, sinks=tuple(cfg["sinks"]))
+    env = {**os.environ, "ALERTOPS_SECRET_PG_DSN": cfg["dsn"], "ALERTOPS_SECRET_MONGO_URI": cfg["mongo"]}
+    log = workdir / "alertops.log"
+    with open(log, "w") as fh:
+        subprocess.run([sys.executable, "-m", "step_runtime", "run", str(manifest), "--http-port", "0",
+                        "--exit-when-idle", "5"], stderr=fh, stdout=subprocess.DEVNULL, env=env,
+                       timeout=timeout, check=True, cwd=ROOT)
+    batches = []
+    import datetime as dt
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("msg") == "batch committed":
+            end = dt.datetime.strptime(entry["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+            batches.append((end - entry["batch_ms"] / 1000, end, entry["messages"]))
+    return batches
+
+
+def run_apf(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> list[tuple[float, float, int]]:
+    """The APF 2.5.2 step over the same topic, in its own venv; its per-batch timings."""
+    conf = workdir / "apf.json"
+    conf.write_text(json.dumps({**cfg, "group": cfg["group"] + "-apf", "table": cfg["table"] + "_apf",
+                                "mongo_db": cfg["mongo_db"] + "_apf", "batch_size": batch_size}))
+    env = {**os.environ, "ALERTOPS_SECRET_PG_DSN": cfg["dsn"], "ALERTOPS_SECRET_MONGO_URI": cfg["mongo"]}
+    res = subprocess.run([str(APF_PY), str(ROOT / "benchmarks" / "step_apf_baseline.py"), str(conf)],
+                         capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
+    (workdir / "apf.log").write_text(res.stderr)
+    if res.returncode != 0:
+        raise RuntimeError(f"APF step failed ({res.returncode}): {res.stderr[-2000:]}")
+    return [(b["poll_start"], b["committed"], b["n"]) for b in map(json.loads, res.stdout.splitlines())]
+
+
+def crossmatch_alone(n_alerts: int, n_catalog: int = 1_000_000, batch: int = 500) -> float:
+    """alerts/s of the crossmatch processor (SkyIndex built once) on decoded ZTF-shaped alerts."""
+    from step_runtime.spec.pipelinestep import CrossmatchProcessor
+    from step_runtime.step.decode import decode_ztf_avro
+    from step_runtime.step.processors import CrossmatchStep
+    from step_runtime.step.synthetic import synthetic_alerts
+
+    rng = np.random.default_rng(1)
+    alerts = [decode_ztf_avro(p) for _, _, p in synthetic_alerts(ALERTS, 2000)]
+    alerts = (alerts * (n_alerts // len(alerts) + 1))[:n_alerts]
+    with tempfile.TemporaryDirectory(dir=Path.home() / ".cache" / "alertops") as tmp:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        ra = rng.uniform(0, 360, n_catalog)
+        dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n_catalog)))
+        # plant a catalog object near every 10th alert so matches happen
+        cat_ra = np.concatenate([ra, [a["candidate"]["ra"] for a in alerts[::10]]])
+        cat_dec = np.concatenate([dec, [a["candidate"]["dec"] for a in alerts[::10]]])
+        path = Path(tmp) / "cat.parquet"
+        pq.write_table(pa.table({"id": np.arange(cat_ra.size), "ra": cat_ra, "dec": cat_dec}), path)
+        step = CrossmatchStep(CrossmatchProcessor(catalog=str(path), id_column="id", radius_arcsec=2.0), ROOT)
+        t0 = time.perf_counter()
+        matched = 0
+        for i in range(0, len(alerts), batch):
+            out, _ = step.process(alerts[i:i + batch])
+            matched += sum(o["xm_id"] is not None for o in out)
+        elapsed = time.perf_counter() - t0
+    print(f"crossmatch: {len(alerts)} alerts vs {cat_ra.size} catalog rows, {matched} matched, "
+          f"{len(alerts) / elapsed:,.0f} alerts/s", flush=True)
+    return len(alerts) / elapsed
+
+
+def cleanup(cfg: dict) -> None:
+    from step_support import drop_mongo, drop_table
+
+    for suffix in ("_alertops", "_apf"):
+        drop_table(cfg["dsn"], cfg["table"] + suffix)
+        drop_mongo(cfg["mongo"], cfg["mongo_db"] + suffix)
+    from confluent_kafka.admin import AdminClient
+    AdminClient({"bootstrap.servers": cfg["bootstrap"]}).delete_topics([cfg["topic"], cfg["topic"] + "-dead"],
+                                                                       operation_timeout=30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=50_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--skip-apf", action="store_true")
+    parser.add_argument("--sinks", default="pg,mongo",
+                        help="comma-separated subset of pg,mongo (FerretDB's SQLite backend upserts ~25 docs/s)")
+    parser.add_argument("--timeout", type=float, default=3600, help="per step run, seconds")
+    args = parser.parse_args()
+    missing = [v for v in ("ALERTOPS_KAFKA_BOOTSTRAP", "ALERTOPS_POSTGRES_DSN", "ALERTOPS_MONGODB_URI")
+               if not os.environ.get(v)]
+    if missing:
+        print(f"set {missing}: eval \"$(scripts/testenv env postgres kafka ferretdb)\"", file=sys.stderr)
+        return 2
+    tag = uuid.uuid4().hex[:8]
+    cfg = {"bootstrap": os.environ["ALERTOPS_KAFKA_BOOTSTRAP"], "dsn": os.environ["ALERTOPS_POSTGRES_DSN"],
+           "mongo": os.environ["ALERTOPS_MONGODB_URI"], "topic": f"bench-step-{tag}", "group": f"bench-{tag}",
+           "table": f"bench_prob_{tag}", "mongo_db": f"bench_{tag}",
+           "model": str(ROOT / "examples/models/demo_classifier.joblib"),
+           "sinks": [x for x in args.sinks.split(",") if x]}
+    import yaml
+    cfg["sha256"] = yaml.safe_load((ROOT / "examples/step-demo.yaml").read_text())["spec"]["processor"]["model"]["sha256"]
+    if not args.skip_apf:
+        ensure_apf()
+    workdir = Path(tempfile.mkdtemp(prefix="step-bench-", dir=Path.home() / ".cache" / "alertops"))
+    try:
+        fill_topic(cfg["bootstrap"], cfg["topic"], args.alerts)
+        rate, p50, p99, n = stats(run_alertops(workdir, cfg, args.batch_size, args.timeout))
+        print(f"alertops: {n} alerts, {rate:,.0f} alerts/s, batch p50 {p50:.0f} ms p99 {p99:.0f} ms", flush=True)
+        ratio = float("nan")
+        if not args.skip_apf:
+            arate, ap50, ap99, an = stats(run_apf(workdir, cfg, args.batch_size, args.timeout))
+            print(f"apf 2.5.2: {an} alerts, {arate:,.0f} alerts/s, batch p50 {ap50:.0f} ms p99 {ap99:.0f} ms",
+                  flush=True)
+            ratio = rate / arate
+        crossmatch_alone(50_000)
+    finally:
+        cleanup(cfg)
+        print(f"logs in {workdir}", flush=True)
+    print(f"RESULT step alerts_per_s={rate:.0f} p99_batch_ms={p99:.0f} ratio_vs_apf={ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
