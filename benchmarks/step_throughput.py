@@ -83,7 +83,8 @@ def run_alertops(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> l
     manifest = step_manifest(workdir / "step.yaml", bootstrap=cfg["bootstrap"], topic=cfg["topic"],
                              group=cfg["group"] + "-alertops", table=cfg["table"] + "_alertops",
                              mongo_db=cfg["mongo_db"] + "_alertops", dead_topic=cfg["topic"] + "-dead",
-                             batch_size=batch_size, sinks=tuple(cfg["sinks"]))
+                             batch_size=batch_size, sinks=tuple(cfg["sinks"]),
+                             decode_workers=cfg["decode_workers"])
     env = {**os.environ, "ALERTOPS_SECRET_PG_DSN": cfg["dsn"], "ALERTOPS_SECRET_MONGO_URI": cfg["mongo"]}
     log = workdir / "alertops.log"
     with open(log, "w") as fh:
@@ -162,6 +163,7 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--skip-apf", action="store_true")
+    parser.add_argument("--decode-workers", type=int, default=2, help="alertops source.kafka.decodeWorkers")
     parser.add_argument("--sinks", default="pg,mongo",
                         help="comma-separated subset of pg,mongo (FerretDB's SQLite backend upserts ~25 docs/s)")
     parser.add_argument("--timeout", type=float, default=3600, help="per step run, seconds")
@@ -176,7 +178,7 @@ def main() -> int:
            "mongo": os.environ["ALERTOPS_MONGODB_URI"], "topic": f"bench-step-{tag}", "group": f"bench-{tag}",
            "table": f"bench_prob_{tag}", "mongo_db": f"bench_{tag}",
            "model": str(ROOT / "examples/models/demo_classifier.joblib"),
-           "sinks": [x for x in args.sinks.split(",") if x]}
+           "sinks": [x for x in args.sinks.split(",") if x], "decode_workers": args.decode_workers}
     import yaml
     cfg["sha256"] = yaml.safe_load((ROOT / "examples/step-demo.yaml").read_text())["spec"]["processor"]["model"]["sha256"]
     if not args.skip_apf:

@@ -61,6 +61,9 @@ class KafkaSource(SpecModel):
         "avro (schemaless Avro with schemaPath) or json."))
     schema_path: str | None = Field(None, description="Avro schema file (.avsc) for format avro.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Maximum messages per batch.")
+    decode_workers: int = Field(0, ge=0, le=64, description=(
+        "Worker processes decoding each batch in parallel (0: decode in the step process). "
+        "Avro decoding is the hot spot; set it to the CPUs the pod may use, minus one."))
     batch_timeout_ms: int = Field(1000, ge=1, le=600_000,
                                   description="Maximum time to wait while filling a batch, in milliseconds.")
     auto_offset_reset: Literal["earliest", "latest"] = Field(
@@ -86,6 +89,8 @@ class FileSource(SpecModel):
     format: MessageFormat = Field("ztf-avro", description="Message encoding, as for a Kafka source.")
     schema_path: str | None = Field(None, description="Avro schema file (.avsc) for format avro.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Maximum messages per batch.")
+    decode_workers: int = Field(0, ge=0, le=64, description=(
+        "Worker processes decoding each batch in parallel (0: decode in the step process)."))
 
     @model_validator(mode="after")
     def _check(self) -> "FileSource":

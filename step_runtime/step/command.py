@@ -18,8 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", metavar="FILE", help="PipelineStep manifest (YAML)")
     parser.add_argument("--output-dir", metavar="DIR",
                         help="base for relative output paths (file sinks, dead-letter file)")
-    parser.add_argument("--http-port", type=int, metavar="N",
-                        default=int(os.environ.get("ALERTOPS_HTTP_PORT", DEFAULT_HTTP_PORT)),
+    parser.add_argument("--http-port", type=int, metavar="N", default=None,
                         help="port of /healthz /readyz /metrics (default 8080, env ALERTOPS_HTTP_PORT; 0 = off)")
     parser.add_argument("--exit-when-idle", type=float, metavar="SECONDS", default=None,
                         help="Kafka source: exit 0 after this long without messages (replays, benchmarks)")
@@ -83,11 +82,16 @@ def main(args: argparse.Namespace) -> int:
     health = Health()
     stop = threading.Event()
     server = None
-    if args.http_port:
+    explicit = args.http_port is not None or "ALERTOPS_HTTP_PORT" in os.environ
+    port = args.http_port if args.http_port is not None else int(os.environ.get("ALERTOPS_HTTP_PORT", DEFAULT_HTTP_PORT))
+    if port:
         try:
-            server = serve_http(args.http_port, health, metrics)
+            server = serve_http(port, health, metrics)
         except OSError as exc:
-            return _error(f"--http-port {args.http_port}: cannot listen: {exc}")
+            if explicit:
+                return _error(f"--http-port {port}: cannot listen: {exc}")
+            # A local run on the default port should not fail because 8080 is taken.
+            log.warning("HTTP endpoints off: default port taken", extra={"fields": {"port": port, "error": str(exc)}})
 
     def on_signal(signum: int, _frame: Any) -> None:
         if stop.is_set():
@@ -102,15 +106,23 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    pool = None
+    if src.decode_workers > 0:
+        from step_runtime.step.decode_pool import DecodePool
+        # Alert processors read a few fields: workers send back only those.
+        project = bool(getattr(processor, "validates_alerts", False))
+        pool = DecodePool(src.format, schema_path, src.decode_workers, project)
+
     retry = spec.retry
     runner = StepRunner(source=source, decode=decode, processor=processor, sinks=sinks,
                         dead_letters=dead_letters, metrics=metrics, health=health, stop=stop,
                         initial_backoff_s=retry.initial_backoff_ms / 1000.0,
                         max_backoff_s=retry.max_backoff_ms / 1000.0,
                         exit_when_idle_s=args.exit_when_idle,
-                        preview_rows=20 if spec.source.files is not None else 0)
+                        preview_rows=20 if spec.source.files is not None else 0,
+                        decode_many=pool.decode_many if pool is not None else None)
     log.info("step starting", extra={"fields": {"step": name, "processor": spec.processor.kind(),
-                                                 "sinks": [s.name for s in sinks], "http_port": args.http_port}})
+                                                 "sinks": [s.name for s in sinks], "http_port": port if server else None}})
     try:
         summary = runner.run()
     except (ValueError, SpecError) as exc:
@@ -119,6 +131,8 @@ def main(args: argparse.Namespace) -> int:
         return 1
     finally:
         runner.close()
+        if pool is not None:
+            pool.close()
         if server is not None:
             server.shutdown()
     log.info("step finished", extra={"fields": {

@@ -19,6 +19,19 @@ from step_runtime.step.synthetic import synthetic_alerts
 pytestmark = pytest.mark.timeout(600)
 
 
+def processes_running(needle: str) -> list[int]:
+    """Pids whose command line contains `needle` (a test's unique manifest path)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle.encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
 def bad_messages() -> list[tuple[bytes, bytes]]:
     """The corrupt real packet, an alert with |dec| > 90, one with a NaN magnitude, one without candidate."""
     from step_runtime.step.synthetic import templates
@@ -140,14 +153,16 @@ def test_kill_9_then_restart_equals_an_uninterrupted_run(tmp_path: Path, step_en
         drop_mongo(mongodb_uri, ref_db)
     assert len(expected_pg) == n * N_CLASSES
 
+    # This run decodes in worker processes: killing the step must not leave them behind.
     manifest = step_manifest(tmp_path / "step.yaml", bootstrap=kafka_bootstrap, topic=names["topic"],
                              group=names["group"], table=names["table"], mongo_db=names["mongo_db"],
-                             dead_topic=names["dead_topic"], batch_size=10)
+                             dead_topic=names["dead_topic"], batch_size=10, decode_workers=2)
     first = Runtime(manifest, postgres_dsn, mongodb_uri, tmp_path / "first.log")
     runtimes.append(first)
     wait_until(lambda: pg_count(postgres_dsn, names["table"]) >= 60 * N_CLASSES, 120, "some rows written")
     first.signal(signal.SIGKILL)
     first.wait(10)
+    wait_until(lambda: not processes_running(str(manifest)), 30, "decode workers gone after kill -9")
     written = pg_count(postgres_dsn, names["table"])
     assert written < n * N_CLASSES, "the kill came too late to interrupt anything"
     second = Runtime(manifest, postgres_dsn, mongodb_uri, tmp_path / "second.log")
