@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
                         max_backoff_s=retry.max_backoff_ms / 1000.0,
                         exit_when_idle_s=args.exit_when_idle,
                         preview_rows=20 if spec.source.files is not None else 0,
-                        decode_many=pool.decode_many if pool is not None else None)
+                        decode_submit=pool.submit if pool is not None else None)
     log.info("step starting", extra={"fields": {"step": name, "processor": spec.processor.kind(),
                                                  "sinks": [s.name for s in sinks], "http_port": port if server else None}})
     try:

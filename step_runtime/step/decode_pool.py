@@ -92,16 +92,24 @@ class DecodePool:
         self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
                                             initargs=(fmt, str(schema_path) if schema_path else None, project))
 
-    def decode_many(self, values: list[bytes]) -> list[Any]:
+    def submit(self, values: list[bytes]) -> Callable[[], list[Any]]:
+        """Start decoding in the workers now; the returned function waits for the results."""
         if not values:
-            return []
+            return list
         n = max(1, min(len(values), self.workers * 2))
         size = -(-len(values) // n)
-        chunks = [values[i:i + size] for i in range(0, len(values), size)]
-        out: list[Any] = []
-        for part in self.executor.map(_decode_chunk, chunks):
-            out.extend(part)
-        return out
+        futures = [self.executor.submit(_decode_chunk, values[i:i + size]) for i in range(0, len(values), size)]
+
+        def results() -> list[Any]:
+            out: list[Any] = []
+            for f in futures:
+                out.extend(f.result())
+            return out
+
+        return results
+
+    def decode_many(self, values: list[bytes]) -> list[Any]:
+        return self.submit(values)()
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,7 @@ from step_runtime.step.sinks import SinkUnavailable
 from step_runtime.step.validate import ValidationError, validate_alert
 
 log = logging.getLogger("alertops.step")
+LOOKAHEAD_POLL_MS = 50
 
 
 @dataclass
@@ -35,22 +36,33 @@ class RunSummary:
     preview: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class InFlight:
+    """A polled batch whose decoding may already be running in the decode pool."""
+
+    messages: list[Message]
+    started: float   # monotonic time its first poll began
+    polled: float
+    decoded: Callable[[], list[Any]]  # waits for and returns a record or DecodeError per message
+
+
 def transform(messages: list[Message], decode: Callable[[bytes], dict[str, Any]] | None,
               processor: Processor, decode_many: Callable[[list[bytes]], list[Any]] | None = None,
-              ) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
+              decoded: list[Any] | None = None) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
     """Decode, validate and process a batch; every message ends as output or as a dead letter.
 
-    `decode_many` (a DecodePool's) decodes the whole batch at once, returning a record or a
-    DecodeError per message; otherwise `decode` is called per message.
+    `decoded` (a record or DecodeError per message) skips decoding; else `decode_many` decodes
+    the whole batch at once, else `decode` is called per message.
     """
     dead: list[DeadLetter] = []
     records: list[dict[str, Any]] = []
     origin: list[Message] = []
-    if decode_many is None:
-        assert decode is not None
-        from step_runtime.step.decode_pool import inline_decode_many
-        decode_many = inline_decode_many(decode)
-    decoded = decode_many([m.value for m in messages])
+    if decoded is None:
+        if decode_many is None:
+            assert decode is not None
+            from step_runtime.step.decode_pool import inline_decode_many
+            decode_many = inline_decode_many(decode)
+        decoded = decode_many([m.value for m in messages])
     for m, rec in zip(messages, decoded):
         if isinstance(rec, DecodeError):
             dead.append(DeadLetter(m, "decode", str(rec)))
@@ -85,10 +97,13 @@ class StepRunner:
                  sinks: list[Any], dead_letters: Any, metrics: StepMetrics, health: Health,
                  stop: threading.Event, initial_backoff_s: float, max_backoff_s: float,
                  exit_when_idle_s: float | None = None, preview_rows: int = 0,
-                 decode_many: Callable[[list[bytes]], list[Any]] | None = None) -> None:
+                 decode_submit: Callable[[list[bytes]], Callable[[], list[Any]]] | None = None) -> None:
         self.source = source
         self.decode = decode
-        self.decode_many = decode_many
+        # With a decode pool, the next batch is polled and its decoding started before the
+        # current one is processed, written and committed: decoding overlaps the rest.
+        self.decode_submit = decode_submit
+        self.pipelined = decode_submit is not None
         self.processor = processor
         self.sinks = sinks
         self.dead_letters = dead_letters
@@ -163,62 +178,98 @@ class StepRunner:
 
         return self._with_backoff("writing batch", attempt)
 
+    def _poll(self, timeout_ms: int | None = None) -> InFlight | list[Message] | None:
+        """The next batch with its decoding under way; [] when none came; None at end of input."""
+        started = time.monotonic()  # batch latency runs from its first poll to its commit
+        messages = self.source.poll_batch(self.stop.is_set, timeout_ms)
+        if not messages:
+            return messages
+        self.metrics.messages_in.labels(self.step).inc(len(messages))
+        self.summary.messages_in += len(messages)
+        values = [m.value for m in messages]
+        if self.decode_submit is not None:
+            decoded = self.decode_submit(values)
+        else:
+            from step_runtime.step.decode_pool import inline_decode_many
+            many = inline_decode_many(self.decode)  # type: ignore[arg-type]
+            decoded = lambda: many(values)  # noqa: E731 - decoded when the batch is processed
+        return InFlight(messages, started, time.monotonic(), decoded)
+
     def run(self) -> RunSummary:
         """The loop. Returns when the input ends, on stop, or after exit_when_idle_s without input."""
         if not self.open():
             self.summary.stopped_by_signal = True
             return self.summary
         idle_since = time.monotonic()
+        ahead: InFlight | None = None
         while not self.stop.is_set():
             self.health.beat()
             self._update_lag()
-            started = time.monotonic()  # batch latency runs from its first poll to its commit
-            messages = self.source.poll_batch(self.stop.is_set)
-            if messages is None:
-                log.info("input exhausted")
-                break
-            if self.stop.is_set():
-                log.info("stopping: abandoning the batch being polled (not committed)",
-                         extra={"fields": {"messages": len(messages)}})
-                break
-            if not messages:
-                if self.exit_when_idle_s is not None and time.monotonic() - idle_since >= self.exit_when_idle_s:
-                    log.info("idle; exiting", extra={"fields": {"idle_s": self.exit_when_idle_s}})
+            if ahead is None:
+                polled = self._poll()
+                if polled is None:
+                    log.info("input exhausted")
                     break
-                continue
-            polled = time.monotonic()
-            self.metrics.messages_in.labels(self.step).inc(len(messages))
-            self.summary.messages_in += len(messages)
-            outputs, dead = transform(messages, self.decode, self.processor, self.decode_many)
-            transformed = time.monotonic()
-            if not self.deliver(outputs, dead):
-                log.info("stopping: batch abandoned during sink retries (not committed)",
-                         extra={"fields": {"messages": len(messages)}})
-                self.summary.stopped_by_signal = True
+                if self.stop.is_set():
+                    log.info("stopping: abandoning the batch being polled (not committed)",
+                             extra={"fields": {"messages": len(polled.messages) if isinstance(polled, InFlight) else 0}})
+                    break
+                if not isinstance(polled, InFlight):
+                    if self.exit_when_idle_s is not None and time.monotonic() - idle_since >= self.exit_when_idle_s:
+                        log.info("idle; exiting", extra={"fields": {"idle_s": self.exit_when_idle_s}})
+                        break
+                    continue
+                ahead = polled
+            batch, ahead = ahead, None
+            if self.pipelined:
+                # A short poll: a quiet topic must not delay this batch's commit by a full timeout.
+                nxt = self._poll(LOOKAHEAD_POLL_MS)
+                if isinstance(nxt, InFlight):
+                    ahead = nxt
+            if not self._finish(batch):
+                if ahead is not None:
+                    log.info("stopping: abandoning the next batch (not committed)",
+                             extra={"fields": {"messages": len(ahead.messages)}})
                 break
-            delivered = time.monotonic()
-            self.source.commit(messages)
-            self._set_ready()
-            elapsed = time.monotonic() - started
-            self.metrics.batch_seconds.labels(self.step).observe(elapsed)
-            self.metrics.batches.labels(self.step).inc()
-            self.metrics.messages_out.labels(self.step).inc(len(outputs))
-            for d in dead:
-                self.metrics.dead_letters.labels(self.step, d.stage).inc()
-            self.summary.outputs += len(outputs)
-            self.summary.dead_letters += len(dead)
-            self.summary.batches += 1
-            if len(self.summary.preview) < self.preview_rows:
-                self.summary.preview.extend(outputs[: self.preview_rows - len(self.summary.preview)])
-            log.info("batch committed", extra={"fields": {
-                "messages": len(messages), "outputs": len(outputs), "dead_letters": len(dead),
-                "batch_ms": round(elapsed * 1000, 1), "poll_ms": round((polled - started) * 1000, 1),
-                "process_ms": round((transformed - polled) * 1000, 1), "sink_ms": self.sink_ms,
-                "commit_ms": round((time.monotonic() - delivered) * 1000, 1)}})
             idle_since = time.monotonic()
+        else:
+            if ahead is not None:
+                log.info("stopping: abandoning the next batch (not committed)",
+                         extra={"fields": {"messages": len(ahead.messages)}})
         if self.stop.is_set():
             self.summary.stopped_by_signal = True
         return self.summary
+
+    def _finish(self, batch: InFlight) -> bool:
+        """Process, deliver and commit one batch; False if stopped during sink retries."""
+        messages = batch.messages
+        outputs, dead = transform(messages, self.decode, self.processor, decoded=batch.decoded())
+        transformed = time.monotonic()
+        if not self.deliver(outputs, dead):
+            log.info("stopping: batch abandoned during sink retries (not committed)",
+                     extra={"fields": {"messages": len(messages)}})
+            self.summary.stopped_by_signal = True
+            return False
+        delivered = time.monotonic()
+        self.source.commit(messages)
+        self._set_ready()
+        elapsed = time.monotonic() - batch.started
+        self.metrics.batch_seconds.labels(self.step).observe(elapsed)
+        self.metrics.batches.labels(self.step).inc()
+        self.metrics.messages_out.labels(self.step).inc(len(outputs))
+        for d in dead:
+            self.metrics.dead_letters.labels(self.step, d.stage).inc()
+        self.summary.outputs += len(outputs)
+        self.summary.dead_letters += len(dead)
+        self.summary.batches += 1
+        if len(self.summary.preview) < self.preview_rows:
+            self.summary.preview.extend(outputs[: self.preview_rows - len(self.summary.preview)])
+        log.info("batch committed", extra={"fields": {
+            "messages": len(messages), "outputs": len(outputs), "dead_letters": len(dead),
+            "batch_ms": round(elapsed * 1000, 1), "poll_ms": round((batch.polled - batch.started) * 1000, 1),
+            "process_ms": round((transformed - batch.polled) * 1000, 1), "sink_ms": self.sink_ms,
+            "commit_ms": round((time.monotonic() - delivered) * 1000, 1)}})
+        return True
 
     def _update_lag(self) -> None:
         for (topic, partition), lag in self.source.lag().items():

@@ -52,7 +52,7 @@ class FileReplaySource:
                 out.append(Message(f.read_bytes(), self.topic, 0, len(out), f.name.encode()))
         return out
 
-    def poll_batch(self, should_stop: Callable[[], bool]) -> list[Message] | None:
+    def poll_batch(self, should_stop: Callable[[], bool], timeout_ms: int | None = None) -> list[Message] | None:
         """The next batch, or None once every file has been read."""
         assert self._pending is not None, "open() first"
         if not self._pending:
@@ -118,11 +118,12 @@ class KafkaBatchSource:
             log.warning("source topics do not exist yet", extra={"fields": {"topics": missing}})
         self.consumer.subscribe(list(self.spec.topics))
 
-    def poll_batch(self, should_stop: Callable[[], bool]) -> list[Message] | None:
-        """Up to batchSize messages, waiting at most batchTimeoutMs; [] when none arrived."""
+    def poll_batch(self, should_stop: Callable[[], bool], timeout_ms: int | None = None) -> list[Message] | None:
+        """Up to batchSize messages, waiting at most batchTimeoutMs (or timeout_ms); [] when none arrived."""
         from confluent_kafka import KafkaError, KafkaException
 
-        deadline = time.monotonic() + self.spec.batch_timeout_ms / 1000.0
+        wait_ms = self.spec.batch_timeout_ms if timeout_ms is None else min(timeout_ms, self.spec.batch_timeout_ms)
+        deadline = time.monotonic() + wait_ms / 1000.0
         out: list[Message] = []
         while len(out) < self.spec.batch_size and not should_stop():
             remaining = deadline - time.monotonic()
