@@ -112,3 +112,34 @@ def test_crossmatch_processor_attaches_the_nearest_catalog_object(tmp_path: Path
     assert outputs[0]["xm_id"] == "near" and outputs[0]["xm_cls"] == "RRab"
     assert outputs[0]["xm_separation_arcsec"] == pytest.approx(1.0, abs=1e-6)
     assert all(o["xm_id"] is None for o in outputs[1:])
+
+
+def test_pipelined_loop_with_decode_workers_outputs_every_message_once_in_order(tmp_path: Path) -> None:
+    import threading
+
+    from step_runtime.spec.pipelinestep import FeaturesProcessor, FileSource
+    from step_runtime.step.deadletter import FileDeadLetters
+    from step_runtime.step.decode import decode_ztf_avro
+    from step_runtime.step.decode_pool import DecodePool
+    from step_runtime.step.loop import StepRunner
+    from step_runtime.step.observe import Health, StepMetrics
+    from step_runtime.step.processors import FeaturesStep
+    from step_runtime.step.sinks.files import FileSinkWriter
+    from step_runtime.step.sources import FileReplaySource
+
+    pool = DecodePool("ztf-avro", None, workers=2, project=True)
+    sink = FileSinkWriter("out", tmp_path / "out.jsonl", "jsonl")
+    runner = StepRunner(source=FileReplaySource(FileSource(path=str(ALERTS), batch_size=3), tmp_path),
+                        decode=decode_ztf_avro, processor=FeaturesStep(FeaturesProcessor()), sinks=[sink],
+                        dead_letters=FileDeadLetters(tmp_path / "dead.jsonl"), metrics=StepMetrics("t"),
+                        health=Health(), stop=threading.Event(), initial_backoff_s=0.01, max_backoff_s=0.1,
+                        decode_submit=pool.submit)
+    try:
+        summary = runner.run()
+    finally:
+        runner.close()
+        pool.close()
+    assert (summary.messages_in, summary.outputs, summary.dead_letters, summary.batches) == (11, 9, 2, 4)
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    expected = [p.name.split(".")[0] for p in sorted(ALERTS.glob("[0-9]*.avro")) if "proto" not in p.name]
+    assert [str(r["candid"]) for r in rows] == expected
