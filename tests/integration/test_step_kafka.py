@@ -206,3 +206,46 @@ def test_sigterm_commits_no_partial_batch_and_exits_in_time(tmp_path: Path, step
     rt2.signal(signal.SIGTERM)
     assert rt2.wait(30) == 0
     assert pg_count(postgres_dsn, names["table"]) == n * N_CLASSES
+
+
+def test_kafka_sink_confirms_delivery_and_postgres_dead_letter_table(tmp_path: Path, kafka_bootstrap: str,
+                                                                     postgres_dsn: str) -> None:
+    """Real packets from files -> model -> a Kafka topic keyed by oid; bad ones -> a dead-letter table."""
+    import subprocess
+    import sys
+
+    import psycopg2
+    import yaml
+
+    from step_support import DEMO, ROOT
+
+    out_topic, dead_table = unique("step-out"), unique("dead")
+    create_topic(kafka_bootstrap, out_topic, partitions=1)
+    doc = yaml.safe_load(DEMO.read_text())
+    spec = doc["spec"]
+    spec["source"]["files"]["path"] = str(ALERTS)
+    spec["processor"]["model"]["path"] = str(ROOT / "examples/models/demo_classifier.joblib")
+    spec["sinks"] = [{"name": "out", "kafka": {"bootstrapServers": kafka_bootstrap, "topic": out_topic}}]
+    spec["deadLetter"] = {"postgres": {"dsn": {"name": "pg", "key": "dsn"}, "table": dead_table}}
+    manifest = tmp_path / "step.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    try:
+        res = subprocess.run([sys.executable, "-m", "step_runtime", "run", str(manifest), "--http-port", "0"],
+                             capture_output=True, text=True, timeout=180, cwd=ROOT,
+                             env={**__import__("os").environ, "ALERTOPS_SECRET_PG_DSN": postgres_dsn})
+        assert res.returncode == 0, res.stderr[-3000:]
+        msgs = consume_all(kafka_bootstrap, out_topic, 9)
+        assert len(msgs) == 9
+        bodies = [json.loads(m.value()) for m in msgs]
+        assert [m.key().decode() for m in msgs] == [b["oid"] for b in bodies]
+        assert all(len(b["probabilities"]) == N_CLASSES for b in bodies)
+        conn = psycopg2.connect(postgres_dsn, connect_timeout=5)
+        with conn, conn.cursor() as cur:
+            cur.execute(f'SELECT stage, source_offset, length(message_value) FROM "{dead_table}" ORDER BY source_offset')
+            rows = cur.fetchall()
+        conn.close()
+        sizes = {p.name: p.stat().st_size for p in ALERTS.glob("*.avro")}
+        assert [(r[0], r[2]) for r in rows] == [("validate", sizes["87704463155001-proto.avro"]),
+                                                ("decode", sizes["corrupt-87704463155000.avro"])]
+    finally:
+        drop_table(postgres_dsn, dead_table)
