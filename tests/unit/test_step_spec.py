@@ -78,3 +78,17 @@ def test_postgres_rows_mode_needs_a_key() -> None:
     sinks = [{"postgres": {"dsn": {"name": "pg", "key": "dsn"}, "table": "features"}}]
     with pytest.raises(SpecError, match="needs key"):
         parse_spec(PipelineStepSpec, spec(sinks=sinks), "x")
+
+
+def test_the_manifest_in_the_docs_is_valid() -> None:
+    import re
+
+    import yaml
+
+    text = (ROOT / "docs" / "step-runtime.md").read_text()
+    block = re.search(r"## A Kafka manifest\n\n```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    doc = yaml.safe_load(block.group(1))
+    s = parse_spec(PipelineStepSpec, doc["spec"], "docs/step-runtime.md")
+    assert s.processor.kind() == "model" and [x.kind() for x in s.sinks] == ["postgres", "mongodb", "kafka"]
+    assert "ALERTOPS_SECRET_BROKER_DB_DSN" in [r.env_var_name() for r in s.secret_refs()]
