@@ -4,7 +4,10 @@ SHELL := /bin/bash
 CACHE ?= $(HOME)/.cache/alertops
 VENV ?= $(CACHE)/venv
 PYTHON ?= python3
-STAMP := $(VENV)/.installed
+# The venv is shared by every checkout on the machine (fast fresh clones), but its editable
+# install points at one checkout: the stamp is keyed by this checkout's path, so running make in
+# another clone re-points it instead of silently testing the other clone's code.
+STAMP := $(VENV)/.installed-$(shell printf '%s' "$(CURDIR)" | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: install demo test unit testenv-up testenv-down testenv-status crds clean-venv
@@ -14,6 +17,7 @@ $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 install: $(STAMP)
