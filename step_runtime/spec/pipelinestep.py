@@ -241,6 +241,12 @@ class MongoSink(SpecModel):
     collection: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
                             description="Collection name.")
     key: list[str] = Field(min_length=1, description="Fields forming the natural key (the upsert filter).")
+    create_index: bool = Field(True, description=(
+        "Create a unique index on the key fields at start (idempotent): upserts then find their document "
+        "by index, and no two documents can share a key."))
+    write_batch_size: int = Field(50, ge=1, le=100_000, description=(
+        "Operations per bulk_write call. The default suits FerretDB 1.x, which hangs on one command that "
+        "updates 100 or more existing documents; against MongoDB itself, 1000 or more saves round trips."))
 
 
 class KafkaSink(SpecModel):

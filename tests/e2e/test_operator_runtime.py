@@ -179,16 +179,13 @@ def test_rendered_pod_runs_against_real_services(kubectl: Kubectl, operator: Ope
 
 
 def test_features_example_runs_as_rendered(kubectl: Kubectl, operator: OperatorProcess, namespace: str,
-                                           kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path):
+                                           kafka_bootstrap: str, postgres_dsn: str, mongodb_uri: str,
+                                           tmp_path: Path):
     """examples/pipelinestep-features.yaml, pointed at the test services, applied with kubectl and
-    run as the operator renders it: Kafka -> features -> PostgreSQL, bad packets to a dead-letter
-    topic.
-
-    The example's MongoDB sink is left out here: features are NaN where undefined, and the test
-    environment's MongoDB-wire server (FerretDB 1.x) refuses NaN ("NaN is not supported"), so the
-    runtime retries that batch forever. That is the step runtime's to solve (write NaN as null
-    for MongoDB); the model-processor test above covers the MongoDB sink."""
+    run as the operator renders it: Kafka -> features -> PostgreSQL and MongoDB, bad packets to a
+    dead-letter topic. Undefined features (NaN) reach MongoDB as null."""
     import psycopg2
+    import pymongo
 
     suffix = uuid.uuid4().hex[:8]
     doc = yaml.safe_load((REPO / "examples" / "pipelinestep-features.yaml").read_text())
@@ -197,14 +194,22 @@ def test_features_example_runs_as_rendered(kubectl: Kubectl, operator: OperatorP
     kafka.update({"bootstrapServers": kafka_bootstrap, "topics": [topic], "groupId": group})
     table = f"e2e_features_{suffix}"
     doc["spec"]["sinks"][0]["postgres"]["table"] = table
-    doc["spec"]["sinks"] = [s for s in doc["spec"]["sinks"] if "mongodb" not in s]
+    mongo_db = f"e2e_feat_{suffix}"
+    doc["spec"]["sinks"][1]["mongodb"]["database"] = mongo_db
     doc["spec"]["deadLetter"]["kafka"]["topic"] = f"e2e-feat-dead-{suffix}"
     alerts = sorted(p for p in ALERTS.glob("*.avro"))
     _produce(kafka_bootstrap, topic, alerts)
     _produce(kafka_bootstrap, f"e2e-feat-dead-{suffix}", [])
     kubectl.run("create", "secret", "generic", "alerts-postgres", f"--from-literal=dsn={postgres_dsn}", "-n", namespace)
+    kubectl.run("create", "secret", "generic", "alerts-mongodb", f"--from-literal=uri={mongodb_uri}", "-n", namespace)
     kubectl.apply(yaml.safe_dump(doc), namespace)
     logs = _run_rendered_pod(kubectl, namespace, "ztf-features", group, topic, len(alerts), kafka_bootstrap, tmp_path)
+    client = pymongo.MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000, socketTimeoutMS=30000)
+    try:
+        mongo_candids = {d["candid"] for d in client[mongo_db]["features"].find({}, {"candid": 1})}
+        client.drop_database(mongo_db)
+    finally:
+        client.close()
     conn = psycopg2.connect(postgres_dsn, connect_timeout=5)
     try:
         with conn.cursor() as cur:
@@ -213,4 +218,5 @@ def test_features_example_runs_as_rendered(kubectl: Kubectl, operator: OperatorP
     finally:
         conn.close()
     assert rows >= 5 and rows == candids, f"pg rows {rows}, candids {candids}\n{logs[-2000:]}"
-    print(f"features example: {len(alerts)} alerts -> {rows} rows in PostgreSQL")
+    assert len(mongo_candids) == rows, f"mongo {len(mongo_candids)} documents, pg {rows} rows\n{logs[-2000:]}"
+    print(f"features example: {len(alerts)} alerts -> {rows} rows in PostgreSQL and MongoDB")

@@ -1,12 +1,36 @@
 """MongoDB sink: bulk_write of UpdateOne(natural key, $set record, upsert=True)."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Iterator
 
 from step_runtime.spec.pipelinestep import MongoSink
 from step_runtime.step.secrets import secret_value
 from step_runtime.step.sinks import SinkUnavailable
 from step_runtime.step.sinks.postgres import last_per_key
+
+INDEX_NAME = "alertops_natural_key"
+
+
+def mongo_document(value: Any) -> Any:
+    """A copy of `value` with non-finite floats as None.
+
+    An undefined feature is NaN in the runtime; stored as null it reads the same from every client
+    (NaN is not JSON), and FerretDB refuses NaN outright.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: mongo_document(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mongo_document(v) for v in value]
+    return value
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive slices of at most `size` items."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 class MongoSinkWriter:
@@ -19,6 +43,9 @@ class MongoSinkWriter:
         self.uri = secret_value(spec.uri, f"{field}.uri")
         self.client: Any = None
 
+    def _collection(self) -> Any:
+        return self.client[self.spec.database][self.spec.collection]
+
     def open(self) -> None:
         import pymongo
         from pymongo.errors import PyMongoError
@@ -29,6 +56,9 @@ class MongoSinkWriter:
             client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000,
                                          socketTimeoutMS=60000, appname="alertops-step")
             client.admin.command("ping")
+            if self.spec.create_index:
+                client[self.spec.database][self.spec.collection].create_index(
+                    [(k, pymongo.ASCENDING) for k in self.spec.key], unique=True, name=INDEX_NAME)
         except PyMongoError as exc:
             raise SinkUnavailable(f"{self.name}: cannot reach MongoDB: {exc}") from None
         self.client = client
@@ -44,10 +74,12 @@ class MongoSinkWriter:
             raise ValueError(f"{self.field}.key: output records have no field(s) {missing} "
                              f"(fields: {list(records[0])})")
         self.open()
-        ops = [UpdateOne({k: r.get(k) for k in self.spec.key}, {"$set": r}, upsert=True)
-               for r in last_per_key(records, list(self.spec.key))]
+        docs = [mongo_document(r) for r in last_per_key(records, list(self.spec.key))]
+        ops = [UpdateOne({k: d.get(k) for k in self.spec.key}, {"$set": d}, upsert=True) for d in docs]
         try:
-            self.client[self.spec.database][self.spec.collection].bulk_write(ops, ordered=False)
+            # A retried batch re-sends every chunk: upserts make the chunks already written no-ops.
+            for part in chunks(ops, self.spec.write_batch_size):
+                self._collection().bulk_write(part, ordered=False)
         except PyMongoError as exc:
             self.close()
             raise SinkUnavailable(f"{self.name}: MongoDB bulk_write failed: {str(exc)[:500]}") from None
