@@ -108,6 +108,17 @@ class SkyIndex:
     def __len__(self) -> int:
         return self.size
 
+    def prepare(self, radius_arcsec: float) -> None:
+        """Build the zones for `radius_arcsec` now, so every later `nearest` at it is a lookup.
+
+        A long-lived index (a step answering many small batches) calls this once at start: its
+        queries then cost O(query size * log(catalog)) from the first one, never a catalog sort
+        or scan. A one-off caller need not: `nearest` builds (or scans) on demand.
+        """
+        radius_arcsec = _checked_radius(radius_arcsec)
+        if self.size:
+            self._zones_for(radius_arcsec / 3600.0)
+
     def _zones_for(self, radius_deg: float) -> "_Zones":
         height = _zone_height_deg(radius_deg)
         zones = self._zones.get(height)
@@ -118,9 +129,7 @@ class SkyIndex:
 
     def nearest(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_arcsec: float) -> NearestMatch:
         """Nearest catalog row within `radius_arcsec` of each position (degrees)."""
-        radius_arcsec = float(radius_arcsec)
-        if not radius_arcsec > 0 or not np.isfinite(radius_arcsec):
-            raise ValueError(f"radius_arcsec must be a finite number > 0, got {radius_arcsec!r}")
+        radius_arcsec = _checked_radius(radius_arcsec)
         ra_deg = np.asarray(ra_deg, dtype=np.float64).ravel()
         dec_deg = np.asarray(dec_deg, dtype=np.float64).ravel()
         if ra_deg.shape != dec_deg.shape:
@@ -133,8 +142,9 @@ class SkyIndex:
         query_ra = np.mod(ra_deg, 360.0)
         if (_zone_height_deg(radius_deg) not in self._zones and n * _SCAN_RATIO < self.size
                 and self._scans < _MAX_SCANS):
-            # A few positions against a big catalog (a one-off build, a service's first batches):
-            # index the positions and scan the catalog past them, instead of sorting the catalog.
+            # A few positions against a big catalog, once (a one-off build): index the positions
+            # and scan the catalog past them, instead of sorting the catalog. Every scan costs
+            # O(catalog), so an index queried again builds its zones and answers from them.
             self._scans += 1
             pair_q, pair_c = self._pairs_by_scanning(query_ra, dec_deg, radius_deg)
         else:
@@ -145,7 +155,6 @@ class SkyIndex:
                                        np.radians(self._ra[pair_c]), np.radians(self._dec[pair_c]))) * 3600.0
         inside = seps <= radius_arcsec
         return _reduce_pairs(n, pair_q[inside], pair_c[inside], seps[inside])
-
 
     def _pairs_by_scanning(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float
                            ) -> tuple[np.ndarray, np.ndarray]:
@@ -163,9 +172,17 @@ class SkyIndex:
 
 # Scan instead of building when the catalog has this many times more rows than the query...
 _SCAN_RATIO = 8
-# ... for at most this many calls; then the catalog's zones are built (a service's steady state).
-_MAX_SCANS = 2
+# ... for the first call only; then the catalog's zones are built (a service's steady state;
+# a service calls `prepare` at start and never scans).
+_MAX_SCANS = 1
 _SCAN_CHUNK = 1 << 20
+
+
+def _checked_radius(radius_arcsec: float) -> float:
+    radius_arcsec = float(radius_arcsec)
+    if not radius_arcsec > 0 or not np.isfinite(radius_arcsec):
+        raise ValueError(f"radius_arcsec must be a finite number > 0, got {radius_arcsec!r}")
+    return radius_arcsec
 
 
 def _zone_height_deg(radius_deg: float) -> float:

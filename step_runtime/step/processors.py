@@ -159,6 +159,8 @@ class CrossmatchStep:
         self.extra = {c: table[c].to_numpy() for c in spec.columns}
         self.index = SkyIndex(table[spec.ra_column].to_numpy(dtype=float), table[spec.dec_column].to_numpy(dtype=float))
         self.radius = spec.radius_arcsec
+        # Sort the catalog into zones now: every batch is then a binary-search lookup.
+        self.index.prepare(self.radius)
         self.prefix = spec.prefix
 
     def match_arrays(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> dict[str, np.ndarray]:

@@ -168,7 +168,7 @@ def test_one_to_one_keeps_the_nearest_claimant():
 
 def test_scanning_and_indexed_paths_agree(scene, monkeypatch):
     # A small query against a big catalog is first answered by scanning the catalog (in chunks)
-    # past zones built on the query; after two such calls the catalog's own zones are built.
+    # past zones built on the query; the next call builds the catalog's own zones.
     import step_runtime.crossmatch as crossmatch
 
     monkeypatch.setattr(crossmatch, "_SCAN_CHUNK", 4096)
@@ -176,10 +176,36 @@ def test_scanning_and_indexed_paths_agree(scene, monkeypatch):
     small = slice(0, 2000)
     index = SkyIndex(cat_ra, cat_dec)
     answers = [index.nearest(src_ra[small], src_dec[small], RADIUS_ARCSEC) for _ in range(3)]
-    assert index._scans == 2 and index._zones  # two scans, then the catalog index
+    assert index._scans == 1 and index._zones  # one scan, then the catalog index
     assert answers[0].matched.sum() > 500
     for other in answers[1:]:
         np.testing.assert_array_equal(answers[0].index, other.index)
         np.testing.assert_array_equal(answers[0].n_within, other.n_within)
         np.testing.assert_array_equal(answers[0].separation_arcsec, other.separation_arcsec)
         np.testing.assert_array_equal(answers[0].second_separation_arcsec, other.second_separation_arcsec)
+
+
+def test_prepared_index_never_scans(scene, monkeypatch):
+    # A long-lived index (the step's crossmatch processor) builds its zones at start: small
+    # batches are then lookups in them, never an O(catalog) scan, and agree with a fresh index.
+    import step_runtime.crossmatch as crossmatch
+
+    monkeypatch.setattr(crossmatch, "_SCAN_CHUNK", 4096)
+    src_ra, src_dec, cat_ra, cat_dec = scene
+    prepared = SkyIndex(cat_ra, cat_dec)
+    prepared.prepare(RADIUS_ARCSEC)
+    assert prepared._zones
+    for start in range(0, 2000, 500):
+        batch = slice(start, start + 500)
+        got = prepared.nearest(src_ra[batch], src_dec[batch], RADIUS_ARCSEC)
+        want = SkyIndex(cat_ra, cat_dec).nearest(src_ra[batch], src_dec[batch], RADIUS_ARCSEC)
+        np.testing.assert_array_equal(got.index, want.index)
+        np.testing.assert_array_equal(got.n_within, want.n_within)
+        np.testing.assert_array_equal(got.separation_arcsec, want.separation_arcsec)
+    assert prepared._scans == 0
+
+
+def test_prepare_checks_the_radius():
+    with pytest.raises(ValueError, match="radius_arcsec"):
+        SkyIndex(np.array([1.0]), np.array([1.0])).prepare(-1.0)
+    SkyIndex(np.array([]), np.array([])).prepare(1.0)  # an empty catalog has nothing to build
