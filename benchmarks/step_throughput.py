@@ -94,6 +94,8 @@ def run_alertops(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> l
     batches = []
     import datetime as dt
     for line in log.read_text().splitlines():
+        if not line.startswith("{"):  # an interpreter warning is not a log entry
+            continue
         entry = json.loads(line)
         if entry.get("msg") == "batch committed":
             end = dt.datetime.strptime(entry["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
