@@ -19,7 +19,6 @@ Last line: RESULT operator steps=200 all_ready_s=<t> peak_rss_mb=<m> idle_reques
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from step_runtime.spec.common import SecretKeyRef, SpecModel
+from step_runtime.spec.common import SecretKeyRef
 
 MANAGED_BY = "alertops-operator"
 PART_OF = "alertops"
@@ -94,28 +94,6 @@ def runtime_manifest(resource: dict[str, Any], spec: BaseModel) -> dict[str, Any
         "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
         "spec": canonical_spec(spec),
     }
-
-
-def find_secret_refs(obj: Any) -> list[SecretKeyRef]:
-    """Every SecretKeyRef inside a spec model, in field order, without duplicates."""
-    found: list[SecretKeyRef] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, SecretKeyRef):
-            if node not in found:
-                found.append(node)
-        elif isinstance(node, SpecModel):
-            for name in type(node).model_fields:
-                walk(getattr(node, name))
-        elif isinstance(node, (list, tuple)):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            for item in node.values():
-                walk(item)
-
-    walk(obj)
-    return found
 
 
 def secret_env(refs: list[SecretKeyRef]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pipeline_operator.children import (
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, HTTP_PORT, RenderSettings, base_env, common_labels,
-    config_hash, config_map, config_volume, container_security_context, find_secret_refs, owner_reference,
+    config_hash, config_map, config_volume, container_security_context, owner_reference,
     pod_security_context, runtime_manifest, secret_env, selector_labels, selector_string,
 )
 from step_runtime.spec.common import parse_spec
@@ -94,8 +94,7 @@ def container_env(spec: PipelineStepSpec) -> list[dict[str, Any]]:
     """Identity, then one env var per referenced Secret key, then the user's env."""
     env = base_env()
     env.append({"name": "ALERTOPS_HTTP_PORT", "value": str(HTTP_PORT)})
-    refs = spec.secret_refs() if hasattr(spec, "secret_refs") else find_secret_refs(spec)
-    env.extend(secret_env(refs))
+    env.extend(secret_env(spec.secret_refs()))
     for var in spec.env:
         if var.secret_key_ref is not None:
             env.append({"name": var.name, "valueFrom": {"secretKeyRef": {

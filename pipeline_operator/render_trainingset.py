@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline_operator.children import (
     ANNOTATION_PREFIX, CONFIG_DIR, CONFIG_HASH_ANNOTATION, TERMINATION_LOG, RenderSettings, base_env,
-    common_labels, config_hash, config_map, config_volume, container_security_context, find_secret_refs,
+    common_labels, config_hash, config_map, config_volume, container_security_context,
     owner_reference, pod_security_context, runtime_manifest, secret_env,
 )
 from step_runtime.spec.common import parse_spec
@@ -110,7 +110,7 @@ def pod_spec(spec: TrainingSetBuildSpec, cm_name: str, image: str, claim: str | 
              extra_args: list[str], settings: RenderSettings) -> dict[str, Any]:
     """A build pod: `alertops build` on the mounted manifest, summary to the termination log."""
     env = base_env() + [{"name": "ALERTOPS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_LOG}]
-    env += secret_env(find_secret_refs(spec))
+    env += secret_env(spec.secret_refs())
     data_volume: dict[str, Any] = (
         {"name": "data", "persistentVolumeClaim": {"claimName": claim}} if claim
         else {"name": "data", "emptyDir": {}}

@@ -53,6 +53,33 @@ class ResourcesSpec(SpecModel):
     limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. memory: 2Gi.")
 
 
+def find_secret_refs(node: Any, skip: frozenset[str] = frozenset()) -> list[SecretKeyRef]:
+    """Every SecretKeyRef inside a spec model, in field order, without duplicates.
+
+    `skip` names top-level fields of `node` to leave out. The operator renders one env var per
+    reference (`env_var_name`) and the runtime reads exactly those.
+    """
+    found: list[SecretKeyRef] = []
+
+    def walk(obj: Any, top: bool) -> None:
+        if isinstance(obj, SecretKeyRef):
+            if obj not in found:
+                found.append(obj)
+        elif isinstance(obj, BaseModel):
+            for name in type(obj).model_fields:
+                if not (top and name in skip):
+                    walk(getattr(obj, name), False)
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                walk(item, False)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                walk(item, False)
+
+    walk(node, True)
+    return found
+
+
 class SpecError(ValueError):
     """A manifest the user must fix; the message names the file, the field and what was expected."""
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from step_runtime.spec.common import SecretKeyRef, SpecModel
+from step_runtime.spec.common import ResourcesSpec, SecretKeyRef, SpecModel, find_secret_refs
 
 KIND = "PipelineStep"
 
@@ -54,7 +54,7 @@ class KafkaSource(SpecModel):
     """A Kafka consumer group; offsets are committed only after every sink accepted a batch."""
 
     bootstrap_servers: str = Field(min_length=1, description="Kafka bootstrap.servers (host:port[,host:port]).")
-    topics: list[str] = Field(min_length=1, description="Topics to consume.")
+    topics: list[str] = Field(min_length=1, max_length=100, description="Topics to consume.")
     group_id: str = Field(min_length=1, max_length=249, description="Consumer group id; replicas share it.")
     format: MessageFormat = Field("ztf-avro", description=(
         "Message encoding: ztf-avro (an Avro object-container file per message, own writer schema), "
@@ -337,13 +337,6 @@ class DeadLetterSpec(SpecModel):
 # Pod settings and the whole spec
 # --------------------------------------------------------------------------------------------
 
-class ResourcesSpec(SpecModel):
-    """Container resources, as in a Kubernetes container spec."""
-
-    requests: dict[str, str] = Field(default_factory=dict, description="Resource requests, e.g. cpu: 500m.")
-    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. memory: 2Gi.")
-
-
 class EnvVar(SpecModel):
     """An environment variable of the runtime container: a value or a Secret key."""
 
@@ -373,12 +366,13 @@ class PipelineStepSpec(SpecModel):
     suspend: bool = Field(False, description="Scale to zero and keep the configuration.")
     source: SourceSpec = Field(description="Where messages come from.")
     processor: ProcessorSpec = Field(description="What is computed for each batch.")
-    sinks: list[SinkSpec] = Field(min_length=1, description="Where results go; all must accept a batch before commit.")
+    sinks: list[SinkSpec] = Field(min_length=1, max_length=16,
+                                  description="Where results go; all must accept a batch before commit.")
     dead_letter: DeadLetterSpec | None = Field(None, description=(
         "Where bad messages go; absent means they are logged (with their position) and counted."))
     retry: RetrySpec = Field(default_factory=RetrySpec, description="Backoff while a sink is down.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Container resources.")
-    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Extra environment variables.")
 
     @model_validator(mode="after")
     def _check(self) -> "PipelineStepSpec":
@@ -393,20 +387,4 @@ class PipelineStepSpec(SpecModel):
 
         `env[].secretKeyRef` is left out: those are rendered under the env var's own name.
         """
-        found: list[SecretKeyRef] = []
-
-        def walk(obj: object) -> None:
-            if isinstance(obj, SecretKeyRef):
-                if obj not in found:
-                    found.append(obj)
-            elif isinstance(obj, SpecModel):
-                for name in type(obj).model_fields:
-                    if obj is self and name == "env":
-                        continue
-                    walk(getattr(obj, name))
-            elif isinstance(obj, list):
-                for item in obj:
-                    walk(item)
-
-        walk(self)
-        return found
+        return find_secret_refs(self, skip=frozenset({"env"}))

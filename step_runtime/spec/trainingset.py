@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from step_runtime.spec.common import ResourcesSpec, SecretKeyRef, SpecModel
+from step_runtime.spec.common import ResourcesSpec, SecretKeyRef, SpecModel, find_secret_refs
 
 KIND = "TrainingSetBuild"
 
@@ -210,3 +210,7 @@ class TrainingSetBuildSpec(SpecModel):
         if dupes:
             raise ValueError(f"catalog names must be unique, repeated: {dupes}")
         return self
+
+    def secret_refs(self) -> list[SecretKeyRef]:
+        """Every SecretKeyRef a build reads (DSNs of query sources and the PostgreSQL output)."""
+        return find_secret_refs(self)
