@@ -80,42 +80,20 @@ class KafkaDeadLetters:
     name = "dead-letter-kafka"
 
     def __init__(self, topic: str, config: dict[str, Any]) -> None:
+        from step_runtime.step.confirmed_producer import ConfirmedProducer
+
         self.topic = topic
-        self.config = config
-        self.producer: Any = None
+        self.producer = ConfirmedProducer(self.name, config)
 
     def open(self) -> None:
-        from confluent_kafka import Producer
-
-        if self.producer is None:
-            self.producer = Producer(self.config)
-        try:
-            self.producer.list_topics(timeout=5)
-        except Exception as exc:  # noqa: BLE001
-            raise SinkUnavailable(f"{self.name}: cannot reach Kafka: {exc}") from None
+        self.producer.open()
 
     def write(self, dead: list[DeadLetter]) -> None:
-        if not dead:
-            return
-        if self.producer is None:
-            self.open()
-        errors: list[str] = []
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        for d in dead:
-            self.producer.produce(self.topic, value=d.message.value, key=d.message.key,
-                                  headers=headers(d), on_delivery=delivered)
-        remaining = self.producer.flush(30)
-        if remaining or errors:
-            raise SinkUnavailable(f"{self.name}: {remaining} unconfirmed, {len(errors)} failed: {errors[:3]}")
+        if dead:
+            self.producer.send_all(self.topic, ((d.message.key, d.message.value, headers(d)) for d in dead))
 
     def close(self) -> None:
-        if self.producer is not None:
-            self.producer.flush(5)
-        self.producer = None
+        self.producer.close()
 
 
 class PostgresDeadLetters:

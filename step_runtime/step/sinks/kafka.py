@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from step_runtime.spec.pipelinestep import KafkaSink
+from step_runtime.step.confirmed_producer import ConfirmedProducer
 from step_runtime.step.kafka_config import producer_config
-from step_runtime.step.sinks import SinkUnavailable
 from step_runtime.step.sinks.jsonsafe import dumps
-
-FLUSH_TIMEOUT_S = 30.0
 
 
 class KafkaSinkWriter:
@@ -19,8 +17,7 @@ class KafkaSinkWriter:
     def __init__(self, name: str, spec: KafkaSink, field: str, base_dir: Path) -> None:
         self.name = name
         self.spec = spec
-        self.config = producer_config(spec.bootstrap_servers, spec.auth, field)
-        self.producer: Any = None
+        self.producer = ConfirmedProducer(name, producer_config(spec.bootstrap_servers, spec.auth, field))
         self.schema: Any = None
         if spec.format == "avro":
             import fastavro
@@ -29,14 +26,7 @@ class KafkaSinkWriter:
             self.schema = fastavro.schema.load_schema(str(path if path.is_absolute() else base_dir / path))
 
     def open(self) -> None:
-        from confluent_kafka import Producer
-
-        if self.producer is None:
-            self.producer = Producer(self.config)
-        try:
-            self.producer.list_topics(timeout=5)
-        except Exception as exc:  # noqa: BLE001
-            raise SinkUnavailable(f"{self.name}: cannot reach Kafka: {exc}") from None
+        self.producer.open()
 
     def encode(self, record: dict[str, Any]) -> bytes:
         """The message value: strict JSON, or schemaless Avro with the spec's schema."""
@@ -49,32 +39,13 @@ class KafkaSinkWriter:
         return buf.getvalue()
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        if not records:
-            return
-        if self.producer is None:
-            self.open()
-        errors: list[str] = []
+        def messages() -> Any:
+            for rec in records:
+                key = rec.get(self.spec.key_field)
+                yield (None if key is None else str(key).encode()), self.encode(rec), None
 
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        for rec in records:
-            key = rec.get(self.spec.key_field)
-            value = self.encode(rec)
-            while True:
-                try:
-                    self.producer.produce(self.spec.topic, value=value,
-                                          key=None if key is None else str(key).encode(), on_delivery=delivered)
-                    break
-                except BufferError:  # local queue full: let deliveries drain
-                    self.producer.poll(0.5)
-        remaining = self.producer.flush(FLUSH_TIMEOUT_S)
-        if remaining or errors:
-            raise SinkUnavailable(f"{self.name}: {remaining} deliveries unconfirmed, "
-                                  f"{len(errors)} failed to topic {self.spec.topic}: {errors[:3]}")
+        if records:
+            self.producer.send_all(self.spec.topic, messages())
 
     def close(self) -> None:
-        if self.producer is not None:
-            self.producer.flush(5)
-        self.producer = None
+        self.producer.close()
