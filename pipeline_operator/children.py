@@ -126,6 +126,18 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
+def child_metadata(name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any],
+                   digest: str) -> dict[str, Any]:
+    """Metadata every child carries: its labels, the config hash, and the owner that deletes it."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": {CONFIG_HASH_ANNOTATION: digest},
+        "ownerReferences": [owner],
+    }
+
+
 def config_map(name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any],
                file_name: str, manifest: dict[str, Any], digest: str) -> dict[str, Any]:
     """A ConfigMap holding the runtime's manifest as one YAML file (no secrets: only references)."""
@@ -134,13 +146,7 @@ def config_map(name: str, namespace: str, labels: dict[str, str], owner: dict[st
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {CONFIG_HASH_ANNOTATION: digest},
-            "ownerReferences": [owner],
-        },
+        "metadata": child_metadata(name, namespace, labels, owner, digest),
         "data": {file_name: yaml.safe_dump(manifest, sort_keys=False)},
     }
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_operator.children import (
+    child_metadata,
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, HTTP_PORT, RenderSettings, base_env, common_labels,
     config_hash, config_map, config_volume, container_security_context, owner_reference,
     pod_security_context, runtime_manifest, secret_env, selector_labels, selector_string,
@@ -58,13 +59,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {CONFIG_HASH_ANNOTATION: digest},
-            "ownerReferences": [owner],
-        },
+        "metadata": child_metadata(name, namespace, labels, owner, digest),
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 3,

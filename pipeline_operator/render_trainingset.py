@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_operator.children import (
+    child_metadata,
     ANNOTATION_PREFIX, CONFIG_DIR, CONFIG_HASH_ANNOTATION, TERMINATION_LOG, RenderSettings, base_env,
     common_labels, config_hash, config_map, config_volume, container_security_context,
     owner_reference, pod_security_context, runtime_manifest, secret_env,
@@ -87,13 +88,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {
-                "name": job_name(name, role, digest),
-                "namespace": namespace,
-                "labels": job_labels,
-                "annotations": {CONFIG_HASH_ANNOTATION: digest},
-                "ownerReferences": [owner],
-            },
+            "metadata": child_metadata(job_name(name, role, digest), namespace, job_labels, owner, digest),
             "spec": job_spec,
         }
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import sys
 from pathlib import Path
 
@@ -79,15 +78,6 @@ def training_rows(lc: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFr
     return pd.DataFrame(feats), np.array(labels), np.array(stars)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--extract", action="store_true", help="rebuild data/ from the original catalogs first")
@@ -114,7 +104,9 @@ def main() -> int:
     print(f"rows={len(X)} stars={len(set(stars))} classes={list(clf.classes_)}")
     print(f"held-out-star accuracy={score:.3f}")
     print(f"wrote {args.output}")
-    print(f"sha256 {sha256_of(args.output)}")
+    from step_runtime.step.model import file_sha256  # the same hash the runtime checks before loading
+
+    print(f"sha256 {file_sha256(args.output)}")
     return 0
 
 
