@@ -12,6 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope.add_argument("--namespace", "-n", action="append", metavar="NS",
                        help="watch this namespace (repeatable; default: $ALERTOPS_WATCH_NAMESPACE or all)")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    parser.add_argument("--selector", "-l", default=os.environ.get("ALERTOPS_OPERATOR_SELECTOR"), metavar="SELECTOR",
+                        help="handle only resources whose labels match (key=value, key!=value, key, !key; "
+                             "comma = and; default: $ALERTOPS_OPERATOR_SELECTOR or all)")
     parser.add_argument("--liveness-port", type=int, default=int(os.environ.get("ALERTOPS_LIVENESS_PORT", "8081")),
                         help="serve kopf's liveness probe at :PORT/healthz (0: off; default 8081)")
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("ALERTOPS_METRICS_PORT", "8082")),
@@ -38,6 +41,15 @@ def main(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
+    from pipeline_operator.selector import SelectorError, parse_selector
+
+    try:
+        parse_selector(args.selector)
+    except SelectorError as exc:
+        print(f"alertops operator: --selector: {exc}", file=sys.stderr)
+        return 2
+    # The handlers module reads the selector when it registers its handlers (on import).
+    os.environ["ALERTOPS_OPERATOR_SELECTOR"] = args.selector or ""
     from pipeline_operator import handlers  # noqa: F401  (registers the handlers)
     from pipeline_operator.children import RenderSettings
 

@@ -25,6 +25,7 @@ import kopf
 from pipeline_operator import kube, reconcile
 from pipeline_operator.children import ANNOTATION_PREFIX, MANAGED_BY, RenderSettings, label_value
 from pipeline_operator.reconcile import Outcome
+from pipeline_operator.selector import parse_selector
 from pipeline_operator.render_pipelinestep import COMPONENT as STEP_COMPONENT
 from pipeline_operator.render_trainingset import COMPONENT as BUILD_COMPONENT
 from step_runtime.spec.common import API_GROUP, API_VERSION
@@ -35,6 +36,9 @@ MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 CHECK_INTERVAL = float(os.environ.get("ALERTOPS_OPERATOR_CHECK_INTERVAL", "5"))
 RETRY_DELAY = 10.0
 MIN_ROUND_SPACING = 0.5  # seconds between two rounds of the periodic check
+# kopf filters are fixed when the handlers are registered, so `alertops operator --selector`
+# passes its (already validated) selector through the environment before importing this module.
+SELECTOR = parse_selector(os.environ.get("ALERTOPS_OPERATOR_SELECTOR"))
 
 
 @kopf.on.startup()
@@ -131,9 +135,9 @@ def _items(index: kopf.Index, key: Any) -> list[dict[str, Any]]:
 # PipelineStep
 # ------------------------------------------------------------------------------------------
 
-@kopf.on.resume(*STEPS)
-@kopf.on.create(*STEPS)
-@kopf.on.update(*STEPS)
+@kopf.on.resume(*STEPS, labels=SELECTOR)
+@kopf.on.create(*STEPS, labels=SELECTOR)
+@kopf.on.update(*STEPS, labels=SELECTOR)
 def step_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
                managed_pods: kopf.Index, **_: Any) -> None:
     """Render and apply a PipelineStep's children, then write its status."""
@@ -145,9 +149,9 @@ def step_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, me
 # TrainingSetBuild
 # ------------------------------------------------------------------------------------------
 
-@kopf.on.resume(*BUILDS)
-@kopf.on.create(*BUILDS)
-@kopf.on.update(*BUILDS)
+@kopf.on.resume(*BUILDS, labels=SELECTOR)
+@kopf.on.create(*BUILDS, labels=SELECTOR)
+@kopf.on.update(*BUILDS, labels=SELECTOR)
 def build_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
                 build_jobs: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
     """Render and apply a TrainingSetBuild's ConfigMap and Job, then write its status."""
@@ -161,13 +165,13 @@ def build_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, m
 # The periodic level-based check
 # ------------------------------------------------------------------------------------------
 
-@kopf.index(*STEPS)
+@kopf.index(*STEPS, labels=SELECTOR)
 def steps(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
     """(namespace, name) -> the PipelineStep as last seen."""
     return {(namespace, name): _plain(body)}
 
 
-@kopf.index(*BUILDS)
+@kopf.index(*BUILDS, labels=SELECTOR)
 def builds(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
     """(namespace, name) -> the TrainingSetBuild as last seen."""
     return {(namespace, name): _plain(body)}

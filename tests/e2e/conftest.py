@@ -1,6 +1,7 @@
 """Fixtures of the operator's end-to-end tests (local to tests/e2e)."""
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from operator_harness import REPO, Kubectl, OperatorProcess, wait_for
+from operator_harness import LOG_DIR, REPO, SESSION_SELECTOR, Kubectl, OperatorProcess, wait_for
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -37,8 +38,12 @@ def crds(kubectl: Kubectl) -> None:
 @pytest.fixture(scope="session")
 def operator(kubeconfig: str, crds: None) -> Iterator[OperatorProcess]:
     """One `alertops operator` for the session (tests that kill it start their own)."""
-    # Only the e2e-* namespaces: tests that run their own operator use other namespaces.
-    op = OperatorProcess(kubeconfig, "session", "--log-format", "json", scope=("--namespace", "e2e-*")).start()
+    # Cluster-wide, as deploy/ runs it. Not `--namespace e2e-*`: with a namespace pattern kopf
+    # (1.45) starts and stops watchers as namespaces come and go, and a namespace deleted before
+    # its first listing finished leaves a readiness toggle that blocks every handler for good.
+    # Tests that run an operator of their own label their resources, and this selector skips them.
+    op = OperatorProcess(kubeconfig, "session", "--log-format", "json", *SESSION_SELECTOR,
+                         scope=("--all-namespaces",)).start()
     yield op
     op.stop()
 
@@ -61,8 +66,40 @@ def namespace(kubectl: Kubectl, crds: None) -> Iterator[str]:
 
 @pytest.fixture
 def private_namespace(kubectl: Kubectl, crds: None) -> Iterator[str]:
-    """A fresh namespace the session operator does not watch (for tests with their own operator)."""
+    """A fresh namespace for tests with an operator of their own (their resources carry PRIVATE_LABELS)."""
     name = make_namespace(kubectl, "own")
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
+
+
+def _diagnostics(kubectl: Kubectl, namespace: str) -> str:
+    """What a person debugging a failed e2e test looks at first: the namespace's objects, the
+    alertops resources' status, and the end of the session operator's log."""
+    parts = []
+    listing = kubectl.run("get", "pipelinesteps,trainingsetbuilds,deployments,jobs,pods", "-n", namespace,
+                          "-o", "wide", check=False, timeout=30)
+    parts.append(listing.stdout + listing.stderr)
+    for kind in ("pipelinesteps", "trainingsetbuilds"):
+        for item in kubectl.json("get", kind, "-n", namespace)["items"]:
+            parts.append(f"{kind}/{item['metadata']['name']} status: {json.dumps(item.get('status'))}")
+    log = LOG_DIR / "operator-session.log"
+    if log.exists():
+        parts.append("session operator log (last 30 lines):\n" + "\n".join(
+            log.read_text(errors="replace").splitlines()[-30:]))
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """On a failed e2e test, add the cluster's and the operator's view to its report (CI prints it)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    kubectl, namespace = item.funcargs.get("kubectl"), item.funcargs.get("namespace")
+    if isinstance(kubectl, Kubectl) and isinstance(namespace, str):
+        try:
+            report.sections.append(("e2e diagnostics", _diagnostics(kubectl, namespace)))
+        except Exception as exc:  # noqa: BLE001 - diagnostics must never hide the real failure
+            report.sections.append(("e2e diagnostics", f"could not collect: {exc}"))

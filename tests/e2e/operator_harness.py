@@ -140,14 +140,23 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     return {}
 
 
+# Resources of tests that run an operator of their own carry this label; the session operator's
+# selector excludes them, so two operators never handle the same resource.
+PRIVATE_LABELS = {"e2e.alertops.io/operator": "private"}
+PRIVATE_SELECTOR = ("--selector", "e2e.alertops.io/operator=private")
+SESSION_SELECTOR = ("--selector", "e2e.alertops.io/operator!=private")
+
+
 def step_manifest(name: str, replicas: int = 1, radius: float = 1.5, suspend: bool = False,
-                  image: str = "ghcr.io/alertops/alertops:0.1.0") -> str:
+                  image: str = "ghcr.io/alertops/alertops:0.1.0", labels: dict[str, str] | None = None) -> str:
     """A small valid PipelineStep (Kafka -> features -> PostgreSQL) as YAML."""
+    label_lines = "".join(f"\n    {k}: {v}" for k, v in (labels or {}).items()) or " {}"
     return f"""
 apiVersion: alertops.io/v1alpha1
 kind: PipelineStep
 metadata:
   name: {name}
+  labels:{label_lines}
 spec:
   image: {image}
   replicas: {replicas}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from operator_harness import (
-    REPO, Kubectl, OperatorProcess, condition, service_account_kubeconfig, step_manifest, wait_for,
+    PRIVATE_LABELS, PRIVATE_SELECTOR, REPO, Kubectl, OperatorProcess, condition, service_account_kubeconfig,
+    step_manifest, wait_for,
 )
 
 SA = "system:serviceaccount:alertops-system:alertops-operator"
@@ -28,9 +29,9 @@ def test_apply_kustomize_base(kubectl: Kubectl, crds: None):
 def test_operator_runs_with_its_own_rbac(kubectl: Kubectl, crds: None, private_namespace: str, tmp_path: Path):
     kubectl.run("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "deploy"), timeout=120)
     path = service_account_kubeconfig(kubectl, tmp_path / "operator-kubeconfig")
-    op = OperatorProcess(str(path), "rbac", scope=("--namespace", private_namespace)).start()
+    op = OperatorProcess(str(path), "rbac", *PRIVATE_SELECTOR, scope=("--namespace", private_namespace)).start()
     try:
-        kubectl.apply(step_manifest("rbac-step"), private_namespace)
+        kubectl.apply(step_manifest("rbac-step", labels=PRIVATE_LABELS), private_namespace)
         step = wait_for(lambda: (s := kubectl.get("pipelinestep", "rbac-step", private_namespace))
                         and condition(s, "Ready").get("status") == "True" and s, 120,
                         "Ready with the operator's own RBAC")

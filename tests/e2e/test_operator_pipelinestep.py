@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from operator_harness import REPO, Kubectl, OperatorProcess, condition, step_manifest, wait_for
+from operator_harness import PRIVATE_LABELS, REPO, Kubectl, OperatorProcess, condition, step_manifest, wait_for
 
 HASH = "alertops.io/config-hash"
 
@@ -161,3 +161,14 @@ spec: {hard: {count/deployments.apps: "0"}}
     assert "exceeded quota" in stalled["message"] and "no-deployments" in stalled["message"]
     kubectl.run("delete", "resourcequota", "no-deployments", "-n", namespace)
     wait_for(lambda: _ready(kubectl, namespace, "quota"), 120, "Ready once the quota is gone")
+
+
+def test_selector_leaves_other_resources_alone(kubectl: Kubectl, operator: OperatorProcess, namespace: str):
+    """The session operator runs with a selector excluding PRIVATE_LABELS: of two steps applied
+    together, it makes its own Ready and never touches the other (no child, no status)."""
+    kubectl.apply(step_manifest("mine") + "\n---\n" + step_manifest("theirs", labels=PRIVATE_LABELS), namespace)
+    wait_for(lambda: _ready(kubectl, namespace, "mine"), 120, "mine Ready")
+    theirs = kubectl.get("pipelinestep", "theirs", namespace)
+    assert theirs is not None and "status" not in theirs, theirs.get("status")
+    assert _deployment(kubectl, namespace, "theirs") is None
+    assert kubectl.get("configmap", "theirs-config", namespace) is None

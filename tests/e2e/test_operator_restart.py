@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from operator_harness import Kubectl, OperatorProcess, condition, step_manifest, wait_for
+from operator_harness import (
+    PRIVATE_LABELS, PRIVATE_SELECTOR, Kubectl, OperatorProcess, condition, step_manifest, wait_for,
+)
 
 STEPS = [f"restart-{i:02d}" for i in range(40)]
 
@@ -17,11 +19,11 @@ def _all_ready(kubectl: Kubectl, ns: str) -> bool:
 
 def test_kill_mid_reconcile_then_restart(kubectl: Kubectl, kubeconfig: str, private_namespace: str):
     namespace = private_namespace
-    # An operator of its own, scoped to a namespace the session operator does not watch: it is
+    # An operator of its own, for resources the session operator's selector excludes: it is
     # killed while busy creating children, then a fresh one is started.
-    first = OperatorProcess(kubeconfig, "restart-1", scope=("--namespace", namespace)).start()
+    first = OperatorProcess(kubeconfig, "restart-1", *PRIVATE_SELECTOR, scope=("--namespace", namespace)).start()
     try:
-        kubectl.apply("\n---\n".join(step_manifest(n) for n in STEPS), namespace)
+        kubectl.apply("\n---\n".join(step_manifest(n, labels=PRIVATE_LABELS) for n in STEPS), namespace)
         # Kill it the moment its log reports the first finished reconcile: others are in flight.
         wait_for(lambda: "Handler 'step_apply' succeeded" in first.log_path.read_text(errors="replace"), 60,
                  "a first finished reconcile", interval=0.005)
@@ -29,7 +31,7 @@ def test_kill_mid_reconcile_then_restart(kubectl: Kubectl, kubeconfig: str, priv
         first.kill()
     created = len(kubectl.json("get", "deployments", "-n", namespace)["items"])
     # Some, not necessarily all, children exist now; the new operator must finish the job.
-    second = OperatorProcess(kubeconfig, "restart-2", scope=("--namespace", namespace))
+    second = OperatorProcess(kubeconfig, "restart-2", *PRIVATE_SELECTOR, scope=("--namespace", namespace))
     try:
         second.start()
         wait_for(lambda: _all_ready(kubectl, namespace), 180, "all steps Ready after the restart")
