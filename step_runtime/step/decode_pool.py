@@ -3,7 +3,8 @@
 fastavro decodes a ZTF packet in about half a millisecond while holding the GIL, so one process
 cannot decode much more than 2,000 alerts/s. `DecodePool` spreads a batch over worker processes;
 each worker decodes, and, when the processor says which fields it reads, keeps only those, so
-that sending the records back (pickling) costs a fraction of decoding them.
+that sending the records back (pickling) costs a fraction of decoding them. For ZTF packets the
+projected decoder (avro_projection) builds only those fields in the first place.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ ALERT_TOP_FIELDS = ("objectId", "candid", "schemavsn")
 Decoded = "dict[str, Any] | DecodeError"
 
 _decoder: Callable[[bytes], dict[str, Any]] | None = None
-_project: bool = False
 
 
 def project_alert(record: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def _die_with_parent() -> None:
 
 
 def _init(fmt: str, schema_path: str | None, project: bool) -> None:
-    global _decoder, _project
+    global _decoder
     import signal
 
     # Stopping is the step process's job: a Ctrl-C reaching the whole process group must not
@@ -66,8 +66,9 @@ def _init(fmt: str, schema_path: str | None, project: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
-    _decoder = make_decoder(fmt, Path(schema_path) if schema_path else None)
-    _project = project
+    # project: the decoder itself keeps only the fields alert processors read (for ZTF packets
+    # it never builds the rest), so results are small to send back
+    _decoder = make_decoder(fmt, Path(schema_path) if schema_path else None, project=project)
 
 
 def _decode_chunk(values: list[bytes]) -> list[Any]:
@@ -75,8 +76,7 @@ def _decode_chunk(values: list[bytes]) -> list[Any]:
     out: list[Any] = []
     for v in values:
         try:
-            rec = _decoder(v)
-            out.append(project_alert(rec) if _project else rec)
+            out.append(_decoder(v))
         except DecodeError as exc:
             out.append(exc)
     return out
