@@ -432,17 +432,32 @@ class _Generator:
         group decoded by the usual code; when the regex does not match (a long or non-ASCII string,
         a bad index, truncation), the exact function `exact` decides."""
         parts: list[bytes] = []
-        kept: list[tuple[str, Any]] = []
+        kept: list[tuple[str, Any, str | None]] = []  # name, type, unpacker of a float/double payload
         keep = set(self.candidate_fields)
         for f in t.get("fields", []):
             sub = self.pattern(f["type"], (t["name"],))
             if sub is None:
                 return None
-            if f["name"] in keep:
-                parts.append(b"(" + sub + b")")
-                kept.append((f["name"], f["type"]))
-            else:
+            if f["name"] not in keep:
                 parts.append(sub)
+                continue
+            # a float/double, bare or in a union with null: the group holds just its 4 or 8 bytes
+            # (no group match = null), decoded in one statement
+            ftype = self.resolve(f["type"])
+            branches = ftype if isinstance(ftype, list) else None
+            kinds = [self.kind(b) for b in branches] if branches else [self.kind(ftype)]
+            number = [k for k in kinds if k in ("float", "double")]
+            if len(number) == 1 and (not branches or (len(kinds) == 2 and "null" in kinds)):
+                width, unpack = (4, "_unpack_f") if number[0] == "float" else (8, "_unpack_d")
+                payload = b"(.{%d})" % width
+                if branches:
+                    payload = b"(?:" + b"|".join(
+                        re.escape(bytes([2 * i])) + (payload if k != "null" else b"") for i, k in enumerate(kinds)) + b")"
+                parts.append(payload)
+                kept.append((f["name"], f["type"], unpack))
+            else:
+                parts.append(b"(" + sub + b")")
+                kept.append((f["name"], f["type"], None))
         try:
             rx = re.compile(b"".join(parts), re.DOTALL)
         except (re.error, RecursionError, OverflowError):
@@ -453,10 +468,15 @@ class _Generator:
                  f"        return {exact}(data, pos)",
                  "    spans = m.regs  # (start, end) of the match, then of each group"]
         out: list[tuple[str, str]] = []
-        for i, (fname, ftype) in enumerate(kept, start=1):
+        for i, (fname, ftype, unpack) in enumerate(kept, start=1):
             var = self.new_name("v")
             lines.append(f"    pos = spans[{i}][0]")
-            lines.extend(self.read(ftype, var, "    ", f"{t['name']}.{fname}"))
+            if unpack is None:
+                lines.extend(self.read(ftype, var, "    ", f"{t['name']}.{fname}"))
+            elif isinstance(self.resolve(ftype), list):
+                lines.append(f"    {var} = None if pos < 0 else {unpack}(data, pos)[0]")
+            else:
+                lines.append(f"    {var} = {unpack}(data, pos)[0]")
             out = [(k, v) for k, v in out if k != fname] + [(fname, var)]
         order = {k: i for i, k in enumerate(self.candidate_fields)}
         out.sort(key=lambda kv: order[kv[0]])
@@ -526,7 +546,9 @@ class _Generator:
             return self.union(r, ind, what, lambda b, i: self.candidate(b, var, i, what))
         if isinstance(r, dict) and r["type"] in ("record", "error"):
             return [f"{ind}{var}, pos = {self.function(r, 'candidate', what)}(data, pos)"]
-        return self.read(r, var, ind, what) + [f"{ind}{var} = _project_dict({var}, CANDIDATE_FIELDS)"]
+        if isinstance(r, dict) and r["type"] == "map":  # a dict too: project_alert projects it
+            return self.read(r, var, ind, what) + [f"{ind}{var} = _project_dict({var}, CANDIDATE_FIELDS)"]
+        return self.read(r, var, ind, what)
 
     def history(self, t: Any, var: str, ind: str, what: str) -> list[str]:
         """The history value: a list of candidates, each projected."""
@@ -535,9 +557,7 @@ class _Generator:
             return self.union(r, ind, what, lambda b, i: self.history(b, var, i, what))
         if isinstance(r, dict) and r["type"] == "array":
             return [f"{ind}{var}, pos = {self.function(r, 'history', what)}(data, pos)"]
-        return self.read(r, var, ind, what) + [
-            f"{ind}if isinstance({var}, list):",
-            f"{ind}    {var} = [_project_dict(p, CANDIDATE_FIELDS) for p in {var}]"]
+        return self.read(r, var, ind, what)  # not an array, so never a list: project_alert keeps it
 
     def top(self) -> str:
         """The function decoding one alert record into project_alert's result."""

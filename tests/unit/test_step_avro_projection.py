@@ -298,3 +298,32 @@ def test_readers_are_generated_once_per_schema() -> None:
         decode(path.read_bytes())
     n_schemas = len({fastavro.reader(io.BytesIO(p.read_bytes())).metadata["avro.schema"] for p in GOOD})
     assert len(avro_projection._READERS) == n_schemas
+
+
+ODD_SHAPES = [
+    # candidate a map (project_alert projects its keys), history a map (kept whole)
+    ({"name": "candidate", "type": ["null", {"type": "map", "values": "double"}]},
+     {"name": "prv_candidates", "type": {"type": "map", "values": "int"}},
+     {"jd": 1.5, "ra": 2.5, "other": 3.5}, {"a": 1}),
+    # history items a union of null, map and record
+    ({"name": "candidate", "type": "null"},
+     {"name": "prv_candidates", "type": {"type": "array", "items": [
+         "null", {"type": "map", "values": "long"},
+         {"type": "record", "name": "P", "fields": [{"name": "fid", "type": "int"}, {"name": "zz", "type": "string"}]}]}},
+     None, [None, {"fid": 2, "q": 3}, {"fid": 1, "zz": "x"}]),
+    # candidate an array, history a string
+    ({"name": "candidate", "type": {"type": "array", "items": "int"}},
+     {"name": "prv_candidates", "type": "string"}, [1, 2], "none"),
+]
+
+
+@pytest.mark.parametrize("use_regex", [True, False], ids=["regex", "python"])
+@pytest.mark.parametrize("shape", ODD_SHAPES, ids=["maps", "mixed-history", "array-and-string"])
+def test_odd_candidate_and_history_types_project_like_project_alert(shape: tuple, use_regex: bool) -> None:
+    cand_field, prv_field, cand, prv = shape
+    schema = {"type": "record", "name": "odd", "fields": [{"name": "objectId", "type": "string"}, cand_field, prv_field]}
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(schema), [{"objectId": "o", "candidate": cand, "prv_candidates": prv}])
+    value = buf.getvalue()
+    want = expected(value)
+    assert same(_decoder(use_regex)(value), want)
