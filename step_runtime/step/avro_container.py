@@ -44,13 +44,47 @@ def _read_long(buf: io.BytesIO) -> int:
     return (result >> 1) ^ -(result & 1)
 
 
+def _check_records(node: Any, depth: int = 0) -> None:
+    """Every record of the schema declares its fields (the Avro specification requires it).
+
+    fastavro accepts a record without "fields" and decodes it as an empty record: one corrupted
+    byte in a packet's schema ("fields" -> "fieldr") then turns the history into an array of
+    empty records whose block counts are read from arbitrary bytes, and fastavro builds lists
+    of millions of dicts until the process runs out of memory.
+    """
+    if depth > 100:
+        raise AvroContainerError("invalid writer schema: nested more than 100 levels deep")
+    if isinstance(node, list):
+        for item in node:
+            _check_records(item, depth + 1)
+    elif isinstance(node, dict):
+        kind = node.get("type")
+        if kind in ("record", "error"):
+            fields = node.get("fields")
+            if not isinstance(fields, list):
+                raise AvroContainerError(f"invalid writer schema: record {node.get('name')!r} has no fields list")
+            for f in fields:
+                _check_records(f.get("type") if isinstance(f, dict) else f, depth + 1)
+        elif kind == "array":
+            _check_records(node.get("items"), depth + 1)
+        elif kind == "map":
+            _check_records(node.get("values"), depth + 1)
+        elif isinstance(kind, (dict, list)):
+            _check_records(kind, depth + 1)
+
+
 def parsed_schema(schema_json: bytes) -> Any:
     """The fastavro-parsed form of a writer schema, parsed at most once per distinct schema."""
     key = hashlib.sha1(schema_json).digest()
     cached = _SCHEMAS.get(key)
     if cached is None:
         try:
-            cached = fastavro.parse_schema(json.loads(schema_json))
+            raw = json.loads(schema_json)
+        except Exception as exc:  # noqa: BLE001 - any schema problem is a bad message
+            raise AvroContainerError(f"invalid writer schema: {exc}") from None
+        _check_records(raw)
+        try:
+            cached = fastavro.parse_schema(raw)
         except Exception as exc:  # noqa: BLE001 - any schema problem is a bad message
             raise AvroContainerError(f"invalid writer schema: {exc}") from None
         if len(_SCHEMAS) >= _MAX_CACHED:

@@ -5,8 +5,12 @@ fastavro builds a Python object for every one of the ~2,400 values of a ZTF pack
 per distinct writer schema, we generate the source of specialised Python functions that walk the
 Avro binary with that schema: values nobody reads are skipped (a `["null", "double"]` is a byte
 test and an add, a string a length and a jump), the projected values are decoded into the result.
+A projected record (candidate, each history entry) is first matched by one compiled regex of its
+fields (C speed, each kept field a group), restricted to the common case (strings ASCII and under
+128 bytes, one-byte union indexes); when that does not match, the generated Python decides, exactly.
 Compiled once per schema and cached; works for any schema (every Avro type is supported), and
 falls back to fastavro + `project_alert` for a schema the generator cannot handle.
+Measured (benchmarks/decode.py): ~115 us per 62 kB packet against ~580 us for fastavro + project_alert.
 
 The result equals `project_alert(decode_ztf_avro(packet))`. Bad input raises `DecodeError`, never
 another exception: varints are capped at 10 bytes, lengths and counts are checked against the
@@ -477,7 +481,7 @@ class _Generator:
                 lines.append(f"    {var} = None if pos < 0 else {unpack}(data, pos)[0]")
             else:
                 lines.append(f"    {var} = {unpack}(data, pos)[0]")
-            out = [(k, v) for k, v in out if k != fname] + [(fname, var)]
+            out = _assign(out, fname, var)
         order = {k: i for i, k in enumerate(self.candidate_fields)}
         out.sort(key=lambda kv: order[kv[0]])
         items = ", ".join(f"{k!r}: {v}" for k, v in out)
@@ -501,7 +505,7 @@ class _Generator:
                 continue
             var = self.new_name("v")
             lines.extend(self.read(f["type"], var, ind, what))
-            out = [(k, v) for k, v in out if k != fname] + [(fname, var)]
+            out = _assign(out, fname, var)
         if mode == "skip":
             lines.append(f"{ind}return pos")
             return lines
@@ -598,6 +602,14 @@ class _Generator:
         return self.namespace[entry], source
 
 
+def _assign(out: list[tuple[str, str]], name: str, var: str) -> list[tuple[str, str]]:
+    """(field, variable) pairs with `name` set to `var`: a repeated field keeps its first place,
+    as assigning into a dict does."""
+    if any(k == name for k, _ in out):
+        return [(k, var if k == name else v) for k, v in out]
+    return out + [(name, var)]
+
+
 def _merge_adds(lines: list[str]) -> list[str]:
     """`pos += a` then `pos += b` at the same indentation becomes one `pos += a+b`."""
     out: list[str] = []
@@ -633,7 +645,7 @@ def record_reader(schema_json: bytes, top_fields: Sequence[str], candidate_field
     try:
         schema = parsed_schema(schema_json)
     except AvroContainerError as exc:
-        raise DecodeError(f"undecodable Avro container: {exc}") from None
+        raise DecodeError(str(exc)) from None
     try:
         reader: RecordReader | None = _Generator(schema, top_fields, candidate_fields, use_regex).compile()[0]
     except (_Unsupported, KeyError, TypeError, ValueError, SyntaxError, RecursionError):
@@ -678,19 +690,24 @@ class ProjectedZtfDecoder:
 
     def __call__(self, value: bytes) -> dict[str, Any]:
         try:
-            return self._decode(value)
+            records = self.records(value)
         except DecodeError as exc:
-            if str(exc).startswith("undecodable") or str(exc).startswith("expected one alert"):
-                raise
             raise DecodeError(f"undecodable Avro container: {exc}") from None
-        except (IndexError, struct.error):
-            raise DecodeError(f"undecodable Avro container: truncated ({len(value)} bytes)") from None
+        except (IndexError, struct.error):  # a read past the end of the buffer
+            raise DecodeError(f"undecodable Avro container: truncated (a value runs past the end of the "
+                              f"{len(value)}-byte packet)") from None
         except UnicodeDecodeError as exc:
             raise DecodeError(f"undecodable Avro container: invalid UTF-8 in a string: {exc}") from None
         except (zlib.error, RecursionError, MemoryError, OverflowError) as exc:
             raise DecodeError(f"undecodable Avro container: {type(exc).__name__}: {exc}") from None
+        if records is None:
+            return self.fallback(value)
+        if len(records) != 1:
+            raise DecodeError(f"expected one alert per Avro container, found {len(records)}")
+        return records[0]
 
-    def _decode(self, data: bytes) -> dict[str, Any]:
+    def records(self, data: bytes) -> list[Any] | None:
+        """Every projected record of the container; None when its schema needs the fallback."""
         if data[:4] != MAGIC:
             raise DecodeError("not an Avro container (bad magic bytes)")
         schema_span, codec, pos = _header(data)
@@ -698,7 +715,7 @@ class ProjectedZtfDecoder:
             raise DecodeError("container header has no avro.schema")
         reader = self.reader_for(data, *schema_span)
         if reader is None:
-            return self.fallback(data)
+            return None
         sync_at = pos - 16
         records: list[Any] = []
         n = len(data)
@@ -721,14 +738,13 @@ class ProjectedZtfDecoder:
                 rec, at = reader(block, at)
                 records.append(rec)
             if at != stop:
-                raise DecodeError(f"data block of {stop - pos if block is data else stop} bytes: records end at "
-                                  f"byte {at}, not {stop} (corrupt or wrong schema)")
+                # fastavro does not check this; a record that does not end where its block ends
+                # was written with another schema or is corrupt
+                raise DecodeError(f"the records of the data block end at byte {at}, the block at {stop}")
             if not data.startswith(data[sync_at:sync_at + 16], end):
                 raise DecodeError("sync marker mismatch")
             pos = end + 16
-        if len(records) != 1:
-            raise DecodeError(f"expected one alert per Avro container, found {len(records)}")
-        return records[0]
+        return records
 
 
 def _header(data: bytes) -> tuple[tuple[int, int] | None, bytes, int]:

@@ -12,6 +12,7 @@ import fastavro
 import pytest
 
 from step_runtime.step import avro_projection
+from step_runtime.step.avro_container import AvroContainerError, parsed_schema
 from step_runtime.step.avro_projection import ProjectedZtfDecoder, generate_source
 from step_runtime.step.decode import DecodeError, decode_ztf_avro, make_decoder
 from step_runtime.step.decode_pool import ALERT_CANDIDATE_FIELDS, ALERT_TOP_FIELDS, project_alert
@@ -327,3 +328,21 @@ def test_odd_candidate_and_history_types_project_like_project_alert(shape: tuple
     value = buf.getvalue()
     want = expected(value)
     assert same(_decoder(use_regex)(value), want)
+
+
+def test_a_record_without_fields_in_the_writer_schema_is_refused() -> None:
+    # one flipped bit of a real packet ("fields" -> "fieldr") made fastavro decode the history as
+    # empty records and allocate until the process was killed; both paths now refuse the schema
+    path = REPO / "examples" / "data" / "alerts" / "396522680015025001.avro"
+    value = path.read_bytes()
+    before = b'"name": "prv_candidate", "namespace": "ztf.alert", "fields"'
+    assert before in value
+    damaged = value.replace(before, before[:-2] + b'r"')
+    schema_json = fastavro.reader(io.BytesIO(value)).metadata["avro.schema"].encode()
+    with pytest.raises(AvroContainerError, match="'ztf.alert.prv_candidate' has no fields list|"
+                                                 "'prv_candidate' has no fields list"):
+        parsed_schema(schema_json.replace(before, before[:-2] + b'r"'))
+    with pytest.raises(DecodeError, match="has no fields list"):
+        _decoder()(damaged)
+    with pytest.raises(DecodeError, match="has no fields list"):
+        decode_ztf_avro(damaged)
