@@ -16,8 +16,9 @@ from pymongo.errors import DuplicateKeyError
 
 TIMEOUTS_MS = {"serverSelectionTimeoutMS": 10_000, "connectTimeoutMS": 10_000, "socketTimeoutMS": 30_000}
 # FerretDB v1.24.2 keeps the query of every matched update open until the whole `update` command
-# ends, one pooled SQLite connection each (100 at most; 50 with its PostgreSQL backend): a command
-# that matches 100 existing documents waits forever for a connection. Writers send chunks.
+# ends, one pooled backend connection each (the test environment sets pool_max_conns=80 on its
+# PostgreSQL backend; the default is 50): a command that matches more existing documents than the
+# pool holds waits forever for a connection. Writers send chunks.
 CHUNK = 50
 
 
