@@ -1,15 +1,21 @@
 """The step loop: poll -> decode -> validate -> process -> every sink -> commit, with retries.
 
 Promises this file keeps:
-- a batch's offsets are committed only after every sink and the dead letter accepted it;
+- a batch's offsets are committed only after every sink and the dead letter accepted it, and
+  batches are committed in the order they were polled;
 - a sink outage is retried with exponential backoff, readiness goes false, nothing is committed;
 - on stop (SIGTERM) a batch is either finished and committed whole, or abandoned uncommitted.
+
+Three batches overlap: while batch N is written to the sinks (all sinks at once, each in its
+own thread: they wait on the network, not on the CPU), batch N+1 is processed and batch N+2
+is being decoded. N is committed once written, before N+1's writes start.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,6 +50,17 @@ class InFlight:
     started: float   # monotonic time its first poll began
     polled: float
     decoded: Callable[[], list[Any]]  # waits for and returns a record or DecodeError per message
+
+
+@dataclass
+class Delivery:
+    """A processed batch whose writes to the sinks are under way."""
+
+    batch: InFlight
+    outputs: list[dict[str, Any]]
+    dead: list[DeadLetter]
+    transformed: float
+    written: "Future[bool]"  # True once every sink accepted it; False if stopped first
 
 
 def transform(messages: list[Message], decode: Callable[[bytes], dict[str, Any]] | None,
@@ -117,6 +134,10 @@ class StepRunner:
         self.summary = RunSummary()
         self.step = metrics.step
         self.sink_ms: dict[str, float] = {}
+        # One thread runs a batch's delivery (retries included) behind the processing of the
+        # next batch; the sink pool writes to all sinks of one attempt at once.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertops-deliver")
+        self._sink_pool = ThreadPoolExecutor(max_workers=len(sinks) + 1, thread_name_prefix="alertops-sink")
 
     # -- connecting ---------------------------------------------------------------------------
     def _with_backoff(self, what: str, attempt: Callable[[], None]) -> bool:
@@ -161,17 +182,22 @@ class StepRunner:
             pending.append((self.dead_letters, dead))
         self.sink_ms: dict[str, float] = {}
 
+        def timed_write(writer: Any, payload: list[Any]) -> float:
+            t0 = time.monotonic()
+            writer.write(payload)
+            return round((time.monotonic() - t0) * 1000, 1)
+
         def attempt() -> None:
-            failure: SinkUnavailable | None = None
-            for item in list(pending):
-                writer, payload = item
-                t0 = time.monotonic()
+            failure: BaseException | None = None
+            started = [(item, self._sink_pool.submit(timed_write, *item)) for item in pending]
+            for item, future in started:  # wait for all before raising: none is left writing
                 try:
-                    writer.write(payload)
+                    self.sink_ms[item[0].name] = future.result()
                     pending.remove(item)
-                    self.sink_ms[writer.name] = round((time.monotonic() - t0) * 1000, 1)
                 except SinkUnavailable as exc:
-                    self.metrics.sink_failures.labels(self.step, writer.name).inc()
+                    self.metrics.sink_failures.labels(self.step, item[0].name).inc()
+                    failure = failure or exc
+                except BaseException as exc:  # noqa: BLE001 - a bug in a sink: re-raised below
                     failure = exc
             if failure is not None:
                 raise failure
@@ -202,6 +228,7 @@ class StepRunner:
             return self.summary
         idle_since = time.monotonic()
         ahead: InFlight | None = None
+        writing: Delivery | None = None
         while not self.stop.is_set():
             self.health.beat()
             self._update_lag()
@@ -215,6 +242,11 @@ class StepRunner:
                              extra={"fields": {"messages": len(polled.messages) if isinstance(polled, InFlight) else 0}})
                     break
                 if not isinstance(polled, InFlight):
+                    # Nothing new: finish the batch being written rather than hold its commit.
+                    if writing is not None:
+                        ok, writing = self._complete(writing), None
+                        if not ok:
+                            break
                     if self.exit_when_idle_s is not None and time.monotonic() - idle_since >= self.exit_when_idle_s:
                         log.info("idle; exiting", extra={"fields": {"idle_s": self.exit_when_idle_s}})
                         break
@@ -226,26 +258,37 @@ class StepRunner:
                 nxt = self._poll(LOOKAHEAD_POLL_MS)
                 if isinstance(nxt, InFlight):
                     ahead = nxt
-            if not self._finish(batch):
-                if ahead is not None:
-                    log.info("stopping: abandoning the next batch (not committed)",
-                             extra={"fields": {"messages": len(ahead.messages)}})
-                break
+            outputs, dead = transform(batch.messages, self.decode, self.processor, decoded=batch.decoded())
+            transformed = time.monotonic()
+            if writing is not None:
+                ok, writing = self._complete(writing), None
+                if not ok:
+                    self._abandon(batch, ahead)
+                    ahead = None
+                    break
+            writing = Delivery(batch, outputs, dead, transformed,
+                               self._writer.submit(self.deliver, outputs, dead))
             idle_since = time.monotonic()
-        else:
-            if ahead is not None:
-                log.info("stopping: abandoning the next batch (not committed)",
-                         extra={"fields": {"messages": len(ahead.messages)}})
+        if writing is not None:
+            # Stopping or at the end: a batch already handed to the sinks is finished and
+            # committed if they accept it before the stop (retries end on stop: then it is not).
+            self._complete(writing)
+        if ahead is not None:
+            self._abandon(ahead, None)
         if self.stop.is_set():
             self.summary.stopped_by_signal = True
         return self.summary
 
-    def _finish(self, batch: InFlight) -> bool:
-        """Process, deliver and commit one batch; False if stopped during sink retries."""
-        messages = batch.messages
-        outputs, dead = transform(messages, self.decode, self.processor, decoded=batch.decoded())
-        transformed = time.monotonic()
-        if not self.deliver(outputs, dead):
+    def _abandon(self, *batches: InFlight | None) -> None:
+        for batch in batches:
+            if batch is not None:
+                log.info("stopping: abandoning a batch (not committed)",
+                         extra={"fields": {"messages": len(batch.messages)}})
+
+    def _complete(self, delivery: Delivery) -> bool:
+        """Wait for a batch's writes, then commit it; False if stopped during sink retries."""
+        messages = delivery.batch.messages
+        if not delivery.written.result():
             log.info("stopping: batch abandoned during sink retries (not committed)",
                      extra={"fields": {"messages": len(messages)}})
             self.summary.stopped_by_signal = True
@@ -253,6 +296,7 @@ class StepRunner:
         delivered = time.monotonic()
         self.source.commit(messages)
         self._set_ready()
+        batch, outputs, dead = delivery.batch, delivery.outputs, delivery.dead
         elapsed = time.monotonic() - batch.started
         self.metrics.batch_seconds.labels(self.step).observe(elapsed)
         self.metrics.batches.labels(self.step).inc()
@@ -267,7 +311,8 @@ class StepRunner:
         log.info("batch committed", extra={"fields": {
             "messages": len(messages), "outputs": len(outputs), "dead_letters": len(dead),
             "batch_ms": round(elapsed * 1000, 1), "poll_ms": round((batch.polled - batch.started) * 1000, 1),
-            "process_ms": round((transformed - batch.polled) * 1000, 1), "sink_ms": self.sink_ms,
+            "process_ms": round((delivery.transformed - batch.polled) * 1000, 1), "sink_ms": self.sink_ms,
+            "wait_ms": round((delivered - delivery.transformed) * 1000, 1),
             "commit_ms": round((time.monotonic() - delivered) * 1000, 1)}})
         return True
 
@@ -277,6 +322,8 @@ class StepRunner:
 
     def close(self) -> None:
         """Close every part, ignoring errors (we are leaving anyway)."""
+        self._writer.shutdown(wait=True)
+        self._sink_pool.shutdown(wait=True)
         for part in [*self.sinks, self.dead_letters, self.source]:
             try:
                 part.close()
