@@ -68,8 +68,11 @@ def main(args: argparse.Namespace) -> int:
         schema_path = Path(src.schema_path)
         schema_path = schema_path if schema_path.is_absolute() else base_dir / schema_path
     try:
-        decode = make_decoder(src.format, schema_path)
         processor = build_processor(spec.processor, base_dir)
+        # Alert processors read a few fields (decode_pool.ALERT_*_FIELDS): decode only those.
+        # The python processor gets whole records.
+        project = bool(getattr(processor, "validates_alerts", False))
+        decode = make_decoder(src.format, schema_path, project=project)
         sinks = [build_sink(s, i, output_base) for i, s in enumerate(spec.sinks)]
         kafka = spec.source.kafka
         dead_letters = build_dead_letters(spec.dead_letter, kafka.bootstrap_servers if kafka else None,
@@ -109,8 +112,6 @@ def main(args: argparse.Namespace) -> int:
     pool = None
     if src.decode_workers > 0:
         from step_runtime.step.decode_pool import DecodePool
-        # Alert processors read a few fields: workers send back only those.
-        project = bool(getattr(processor, "validates_alerts", False))
         pool = DecodePool(src.format, schema_path, src.decode_workers, project)
 
     retry = spec.retry
