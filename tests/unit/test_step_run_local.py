@@ -44,13 +44,14 @@ def test_demo_writes_predictions_and_dead_letters(tmp_path: Path) -> None:
 def test_tampered_model_is_refused_with_both_hashes(tmp_path: Path) -> None:
     model = tmp_path / "models" / "demo_classifier.joblib"
     model.parent.mkdir()
-    model.write_bytes((ROOT / "examples/models/demo_classifier.joblib").read_bytes()[:-1] + b"x")
+    original = (ROOT / "examples/models/demo_classifier.joblib").read_bytes()
+    model.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))  # one byte changed, whatever it was
     (tmp_path / "data").symlink_to(ROOT / "examples" / "data")
     manifest = tmp_path / "step.yaml"
     manifest.write_text((ROOT / "examples" / "step-demo.yaml").read_text())
     res = run(str(manifest), "--output-dir", str(tmp_path / "out"))
     assert res.returncode == 2
-    assert "85c5e89eca7361fdc317304fb20faef61a6a3b6d246e1b309b7e000d54175baa" in res.stderr
+    assert "25d1202f0255a2a18aed52f51125d5afffdfade8ae83fab23793be89d141f265" in res.stderr
     assert "refusing to load" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "out").exists()
 
