@@ -167,7 +167,7 @@ def main() -> int:
     parser.add_argument("--skip-apf", action="store_true")
     parser.add_argument("--decode-workers", type=int, default=2, help="alertops source.kafka.decodeWorkers")
     parser.add_argument("--sinks", default="pg,mongo",
-                        help="comma-separated subset of pg,mongo (FerretDB's SQLite backend upserts ~25 docs/s)")
+                        help="comma-separated subset of pg,mongo (FerretDB 1.24 scans the collection on every upsert: see docs/step-runtime.md)")
     parser.add_argument("--timeout", type=float, default=3600, help="per step run, seconds")
     args = parser.parse_args()
     missing = [v for v in ("ALERTOPS_KAFKA_BOOTSTRAP", "ALERTOPS_POSTGRES_DSN", "ALERTOPS_MONGODB_URI")
