@@ -156,8 +156,15 @@ def cleanup(cfg: dict) -> None:
         drop_table(cfg["dsn"], cfg["table"] + suffix)
         drop_mongo(cfg["mongo"], cfg["mongo_db"] + suffix)
     from confluent_kafka.admin import AdminClient
-    AdminClient({"bootstrap.servers": cfg["bootstrap"]}).delete_topics([cfg["topic"], cfg["topic"] + "-dead"],
-                                                                       operation_timeout=30)
+    futures = AdminClient({"bootstrap.servers": cfg["bootstrap"]}).delete_topics(
+        [cfg["topic"], cfg["topic"] + "-dead"], operation_timeout=30)
+    # Wait: an AdminClient dropped at once may never send the request, and every run leaves
+    # 3 GB of alerts behind.
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=60)
+        except Exception as exc:  # noqa: BLE001 - a topic never created (dead letters) is fine
+            print(f"cleanup: topic {topic}: {exc}", file=sys.stderr)
 
 
 def main() -> int:
