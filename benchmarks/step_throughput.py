@@ -156,10 +156,10 @@ def cleanup(cfg: dict) -> None:
         drop_table(cfg["dsn"], cfg["table"] + suffix)
         drop_mongo(cfg["mongo"], cfg["mongo_db"] + suffix)
     from confluent_kafka.admin import AdminClient
-    futures = AdminClient({"bootstrap.servers": cfg["bootstrap"]}).delete_topics(
-        [cfg["topic"], cfg["topic"] + "-dead"], operation_timeout=30)
-    # Wait: an AdminClient dropped at once may never send the request, and every run leaves
-    # 3 GB of alerts behind.
+    admin = AdminClient({"bootstrap.servers": cfg["bootstrap"]})
+    futures = admin.delete_topics([cfg["topic"], cfg["topic"] + "-dead"], operation_timeout=30)
+    # Keep the client and wait: a client dropped at once never sends the request (its futures
+    # fail with _DESTROY), and every run then left 3 GB of alerts behind.
     for topic, future in futures.items():
         try:
             future.result(timeout=60)
