@@ -73,13 +73,7 @@ def _init(fmt: str, schema_path: str | None, project: bool) -> None:
 
 def _decode_chunk(values: list[bytes]) -> list[Any]:
     assert _decoder is not None
-    out: list[Any] = []
-    for v in values:
-        try:
-            out.append(_decoder(v))
-        except DecodeError as exc:
-            out.append(exc)
-    return out
+    return inline_decode_many(_decoder)(values)
 
 
 class DecodePool:

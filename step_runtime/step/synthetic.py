@@ -13,7 +13,8 @@ from typing import Any, Iterator
 import fastavro
 
 
-def _zigzag(n: int) -> bytes:
+def zigzag(n: int) -> bytes:
+    """An Avro long: zig-zag, then a little-endian base-128 varint."""
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
     while n & ~0x7F:
@@ -50,7 +51,7 @@ class PacketTemplate:
         body = io.BytesIO()
         fastavro.schemaless_writer(body, self.schema, record)
         data = body.getvalue()
-        return self.header + _zigzag(1) + _zigzag(len(data)) + data + self.sync
+        return self.header + zigzag(1) + zigzag(len(data)) + data + self.sync
 
     def variant(self, i: int, candid_base: int = 3_000_000_000_000_000_000) -> tuple[str, int, bytes]:
         """(objectId, candid, packet) of synthetic alert number i."""

@@ -16,7 +16,7 @@ from step_runtime.step.avro_container import AvroContainerError, parsed_schema
 from step_runtime.step.avro_projection import ProjectedZtfDecoder, generate_source
 from step_runtime.step.decode import DecodeError, decode_ztf_avro, make_decoder
 from step_runtime.step.decode_pool import ALERT_CANDIDATE_FIELDS, ALERT_TOP_FIELDS, project_alert
-from step_runtime.step.synthetic import synthetic_alerts
+from step_runtime.step.synthetic import synthetic_alerts, zigzag
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDERS = [REPO / "examples" / "data" / "alerts", Path("/work/shared/data/ztf/alerts")]
@@ -187,16 +187,6 @@ def test_two_records_in_a_container_are_refused_like_the_full_path() -> None:
         _decoder(True, TOP, CAND)(value)
 
 
-def _zigzag(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _array_schema_packet(body: bytes) -> bytes:
     """A container whose record is {objectId: string, candidate: null, prv_candidates: array<Cand>}."""
     schema = {"type": "record", "name": "a", "fields": [
@@ -207,24 +197,24 @@ def _array_schema_packet(body: bytes) -> bytes:
     head = io.BytesIO()
     fastavro.writer(head, fastavro.parse_schema(schema), [])
     header = head.getvalue()
-    return header + _zigzag(1) + _zigzag(len(body)) + body + header[-16:]
+    return header + zigzag(1) + zigzag(len(body)) + body + header[-16:]
 
 
 def test_negative_array_block_counts_carry_a_byte_size() -> None:
-    item = b"\x00" * 7 + b"\x40" + _zigzag(-5)  # jd = 2.0, x = -5
-    body = _zigzag(2) + b"id" + _zigzag(-2) + _zigzag(2 * len(item)) + item * 2 + _zigzag(1) + item + b"\x00"
+    item = b"\x00" * 7 + b"\x40" + zigzag(-5)  # jd = 2.0, x = -5
+    body = zigzag(2) + b"id" + zigzag(-2) + zigzag(2 * len(item)) + item * 2 + zigzag(1) + item + b"\x00"
     value = _array_schema_packet(body)
     want = project_alert(decode_ztf_avro(value))
     assert want["prv_candidates"] == [{"jd": 2.0}] * 3
     for use_regex in (True, False):
         assert same(_decoder(use_regex)(value), want)
-    bad_size = _zigzag(2) + b"id" + _zigzag(-2) + _zigzag(-1) + item * 2 + b"\x00"
+    bad_size = zigzag(2) + b"id" + zigzag(-2) + zigzag(-1) + item * 2 + b"\x00"
     with pytest.raises(DecodeError, match="negative block size"):
         _decoder()(_array_schema_packet(bad_size))
-    huge_count = _zigzag(2) + b"id" + _zigzag(10**9) + item + b"\x00"
+    huge_count = zigzag(2) + b"id" + zigzag(10**9) + item + b"\x00"
     with pytest.raises(DecodeError, match="block of 1000000000 items"):
         _decoder()(_array_schema_packet(huge_count))
-    long_varint = _zigzag(2) + b"id" + b"\x02" + b"\x00" * 8 + b"\xff" * 11 + b"\x00"
+    long_varint = zigzag(2) + b"id" + b"\x02" + b"\x00" * 8 + b"\xff" * 11 + b"\x00"
     with pytest.raises(DecodeError, match="longer than 10 bytes"):
         _decoder()(_array_schema_packet(long_varint))
 
