@@ -165,10 +165,11 @@ _VARINT = rb"[\x80-\xff]{0,9}[\x00-\x7f]"
 _MAX_FAST_STRING = 127
 
 
-def _zigzag(n: int) -> bytes:
-    n <<= 1
+def zigzag(n: int) -> bytes:
+    """An Avro long as written: zig-zag, then a little-endian base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
     out = bytearray()
-    while n >= 0x80:
+    while n & ~0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
@@ -177,7 +178,7 @@ def _zigzag(n: int) -> bytes:
 
 def _sized(content: bytes) -> bytes:
     """Length varint then that many bytes matching `content`, for every length up to _MAX_FAST_STRING."""
-    return b"(?:" + b"|".join(re.escape(_zigzag(n)) + content + b"{%d}" % n
+    return b"(?:" + b"|".join(re.escape(zigzag(n)) + content + b"{%d}" % n
                               for n in range(_MAX_FAST_STRING + 1)) + b")"
 
 

@@ -12,16 +12,7 @@ from typing import Any, Iterator
 
 import fastavro
 
-
-def zigzag(n: int) -> bytes:
-    """An Avro long: zig-zag, then a little-endian base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+from step_runtime.step.avro_projection import zigzag
 
 
 def synthetic_oid(i: int) -> str:

@@ -13,10 +13,10 @@ import pytest
 
 from step_runtime.step import avro_projection
 from step_runtime.step.avro_container import AvroContainerError, parsed_schema
-from step_runtime.step.avro_projection import ProjectedZtfDecoder, generate_source
+from step_runtime.step.avro_projection import ProjectedZtfDecoder, generate_source, zigzag
 from step_runtime.step.decode import DecodeError, decode_ztf_avro, make_decoder
 from step_runtime.step.decode_pool import ALERT_CANDIDATE_FIELDS, ALERT_TOP_FIELDS, project_alert
-from step_runtime.step.synthetic import synthetic_alerts, zigzag
+from step_runtime.step.synthetic import synthetic_alerts
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDERS = [REPO / "examples" / "data" / "alerts", Path("/work/shared/data/ztf/alerts")]
