@@ -163,14 +163,17 @@ def cleanup(cfg: dict) -> None:
     for topic, future in futures.items():
         try:
             future.result(timeout=60)
-        except Exception as exc:  # noqa: BLE001 - a topic never created (dead letters) is fine
-            print(f"cleanup: topic {topic}: {exc}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - reported, never fatal at the end of a run
+            if "UNKNOWN_TOPIC" not in str(exc):  # the dead-letter topic exists only if used
+                print(f"cleanup: topic {topic}: {exc}", file=sys.stderr)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=50_000)
-    parser.add_argument("--batch-size", type=int, default=500)
+    # 1000: the per-batch costs (one predict call per tree, one round trip per sink, one commit)
+    # are shared by twice the alerts of 500, for a p99 batch latency near one second.
+    parser.add_argument("--batch-size", type=int, default=1000, help="source batchSize of both steps")
     parser.add_argument("--skip-apf", action="store_true")
     parser.add_argument("--decode-workers", type=int, default=2, help="alertops source.kafka.decodeWorkers")
     parser.add_argument("--sinks", default="pg,mongo",
