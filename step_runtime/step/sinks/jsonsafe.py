@@ -6,15 +6,15 @@ import math
 from typing import Any
 
 
-def json_safe(value: Any) -> Any:
-    """A copy of `value` where non-finite floats are None and bytes are hex strings."""
+def json_safe(value: Any, bytes_as_hex: bool = True) -> Any:
+    """A copy of `value` where non-finite floats are None and (with bytes_as_hex) bytes are hex strings."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v, bytes_as_hex) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bytes, bytearray)):
+        return [json_safe(v, bytes_as_hex) for v in value]
+    if bytes_as_hex and isinstance(value, (bytes, bytearray)):
         return bytes(value).hex()
     return value
 

@@ -1,30 +1,24 @@
 """MongoDB sink: bulk_write of UpdateOne(natural key, $set record, upsert=True)."""
 from __future__ import annotations
 
-import math
 from typing import Any, Iterator
 
 from step_runtime.spec.pipelinestep import MongoSink
 from step_runtime.step.secrets import secret_value
 from step_runtime.step.sinks import SinkUnavailable
+from step_runtime.step.sinks.jsonsafe import json_safe
 from step_runtime.step.sinks.postgres import last_per_key
 
 INDEX_NAME = "alertops_natural_key"
 
 
 def mongo_document(value: Any) -> Any:
-    """A copy of `value` with non-finite floats as None.
+    """A copy of `value` with non-finite floats as None (bytes stay bytes: BSON has them).
 
     An undefined feature is NaN in the runtime; stored as null it reads the same from every client
     (NaN is not JSON), and FerretDB refuses NaN outright.
     """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: mongo_document(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mongo_document(v) for v in value]
-    return value
+    return json_safe(value, bytes_as_hex=False)
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
