@@ -47,6 +47,14 @@ def bad_messages() -> list[tuple[bytes, bytes]]:
     return out
 
 
+def produce_alerts(bootstrap: str, topic: str, n: int, with_bad: bool = True) -> tuple[list, list]:
+    """n synthesised alerts keyed by objectId, then (with_bad) the bad messages; both lists."""
+    alerts = list(synthetic_alerts(ALERTS, n))
+    bad = bad_messages() if with_bad else []
+    produce(bootstrap, topic, [(oid.encode(), pkt) for oid, _, pkt in alerts] + bad)
+    return alerts, bad
+
+
 @pytest.fixture
 def step_env(tmp_path: Path, kafka_bootstrap: str, postgres_dsn: str, mongodb_uri: str):
     """A fresh topic, dead-letter topic, table and Mongo database; dropped afterwards."""
@@ -66,9 +74,7 @@ def test_at_least_once_dead_letters_metrics_and_idempotent_replay(tmp_path: Path
                                                                  postgres_dsn: str, mongodb_uri: str) -> None:
     names, runtimes = step_env
     n = 120
-    alerts = list(synthetic_alerts(ALERTS, n))
-    bad = bad_messages()
-    produce(kafka_bootstrap, names["topic"], [(oid.encode(), pkt) for oid, _, pkt in alerts] + bad)
+    alerts, bad = produce_alerts(kafka_bootstrap, names["topic"], n)
     manifest = step_manifest(tmp_path / "step.yaml", bootstrap=kafka_bootstrap, topic=names["topic"],
                              group=names["group"], table=names["table"], mongo_db=names["mongo_db"],
                              dead_topic=names["dead_topic"], batch_size=25)
@@ -132,9 +138,7 @@ def test_kill_9_then_restart_equals_an_uninterrupted_run(tmp_path: Path, step_en
                                                          postgres_dsn: str, mongodb_uri: str) -> None:
     names, runtimes = step_env
     n = 400
-    alerts = list(synthetic_alerts(ALERTS, n))
-    bad = bad_messages()
-    produce(kafka_bootstrap, names["topic"], [(oid.encode(), pkt) for oid, _, pkt in alerts] + bad)
+    alerts, bad = produce_alerts(kafka_bootstrap, names["topic"], n)
     total = n + len(bad)
 
     # Reference: an uninterrupted run into its own table and database.
@@ -182,8 +186,7 @@ def test_sigterm_commits_no_partial_batch_and_exits_in_time(tmp_path: Path, step
                                                             postgres_dsn: str, mongodb_uri: str) -> None:
     names, runtimes = step_env
     n = 400
-    alerts = list(synthetic_alerts(ALERTS, n))
-    produce(kafka_bootstrap, names["topic"], [(oid.encode(), pkt) for oid, _, pkt in alerts])
+    alerts, _ = produce_alerts(kafka_bootstrap, names["topic"], n, with_bad=False)
     manifest = step_manifest(tmp_path / "step.yaml", bootstrap=kafka_bootstrap, topic=names["topic"],
                              group=names["group"], table=names["table"], mongo_db=names["mongo_db"],
                              dead_topic=names["dead_topic"], batch_size=10)
