@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from step_runtime.step.avro_projection import ProjectedZtfDecoder
+from step_runtime.step.avro.projection import ProjectedZtfDecoder
 from step_runtime.step.decode import decode_ztf_avro, make_decoder
-from step_runtime.step.decode_pool import ALERT_CANDIDATE_FIELDS, ALERT_TOP_FIELDS, project_alert
+from step_runtime.step.decode import ALERT_CANDIDATE_FIELDS, ALERT_TOP_FIELDS, project_alert
 from step_runtime.step.synthetic import synthetic_alerts
 
 ALERTS = Path(__file__).resolve().parents[1] / "examples" / "data" / "alerts"

@@ -41,7 +41,8 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.spec.common import SpecError, parse_spec, read_manifest
     from step_runtime.spec.pipelinestep import KIND, PipelineStepSpec
     from step_runtime.step.deadletter import build_dead_letters
-    from step_runtime.step.decode import DecodeError, make_decoder
+    from step_runtime.step.decode import make_decoder
+    from step_runtime.step.errors import DecodeError
     from step_runtime.step.loop import StepRunner
     from step_runtime.step.model import ModelError
     from step_runtime.step.observe import Health, StepMetrics, serve_http, setup_logging

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from step_runtime.step.sinks import SinkUnavailable
+from step_runtime.step.errors import SinkUnavailable
 
 FLUSH_TIMEOUT_S = 30.0
 # (key, value, headers) of one message.

@@ -11,7 +11,7 @@ from typing import Any
 from step_runtime.spec.pipelinestep import DeadLetterSpec
 from step_runtime.step.kafka_config import producer_config
 from step_runtime.step.messages import DeadLetter
-from step_runtime.step.sinks import SinkUnavailable
+from step_runtime.step.errors import SinkUnavailable
 
 log = logging.getLogger("alertops.step")
 

@@ -8,13 +8,33 @@ from typing import Any, Callable
 
 import fastavro
 
-from step_runtime.step.avro_container import read_container
+from step_runtime.step.avro.container import read_container
+from step_runtime.step.avro.projection import ProjectedZtfDecoder
+from step_runtime.step.errors import DecodeError
 
 CUTOUT_FIELDS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
 
+# The fields the alert processors (features, model from alerts, crossmatch) and validation read.
+ALERT_CANDIDATE_FIELDS = ("candid", "jd", "fid", "ra", "dec", "magpsf", "sigmapsf", "magnr", "distnr",
+                          "isdiffpos", "diffmaglim")
+ALERT_TOP_FIELDS = ("objectId", "candid", "schemavsn")
 
-class DecodeError(ValueError):
-    """A message whose bytes cannot be turned into a record."""
+
+def project_alert(record: dict[str, Any]) -> dict[str, Any]:
+    """The alert with only the fields alert processors read (candidate and history trimmed)."""
+    out = {k: record[k] for k in ALERT_TOP_FIELDS if k in record}
+    cand = record.get("candidate")
+    if isinstance(cand, dict):
+        out["candidate"] = {k: cand.get(k) for k in ALERT_CANDIDATE_FIELDS if k in cand}
+    else:
+        out["candidate"] = cand
+    prv = record.get("prv_candidates")
+    if isinstance(prv, list):
+        out["prv_candidates"] = [{k: p.get(k) for k in ALERT_CANDIDATE_FIELDS if k in p} if isinstance(p, dict) else p
+                                 for p in prv]
+    else:
+        out["prv_candidates"] = prv
+    return out
 
 
 def decode_ztf_avro(value: bytes) -> dict[str, Any]:
@@ -75,9 +95,9 @@ def decode_json(value: bytes) -> dict[str, Any]:
 def make_decoder(fmt: str, schema_path: Path | None, project: bool = False) -> Callable[[bytes], dict[str, Any]]:
     """The decoder for a source format: ztf-avro, avro (needs schema_path) or json.
 
-    project=True: records come out as `decode_pool.project_alert` makes them (the few fields the
+    project=True: records come out as `project_alert` makes them (the few fields the
     alert processors read); for ztf-avro the packet is then decoded straight into that projection,
-    several times faster than decoding everything (see avro_projection).
+    several times faster than decoding everything (see avro.codegen).
     """
     if fmt == "ztf-avro":
         decode: Callable[[bytes], dict[str, Any]] = decode_ztf_avro
@@ -91,14 +111,11 @@ def make_decoder(fmt: str, schema_path: Path | None, project: bool = False) -> C
         raise DecodeError(f"unknown format {fmt!r} (expected ztf-avro, avro or json)")
     if not project:
         return decode
-    # imported here: decode_pool and avro_projection import this module
-    from step_runtime.step.decode_pool import ALERT_CANDIDATE_FIELDS, ALERT_TOP_FIELDS, project_alert
-
     def decode_projected(value: bytes) -> dict[str, Any]:
         return project_alert(decode(value))
 
     if fmt == "ztf-avro":
-        from step_runtime.step.avro_projection import ProjectedZtfDecoder
+        from step_runtime.step.avro.projection import ProjectedZtfDecoder
 
         return ProjectedZtfDecoder(ALERT_TOP_FIELDS, ALERT_CANDIDATE_FIELDS, fallback=decode_projected)
     return decode_projected

@@ -4,7 +4,7 @@ fastavro decodes a ZTF packet in about half a millisecond while holding the GIL,
 cannot decode much more than 2,000 alerts/s. `DecodePool` spreads a batch over worker processes;
 each worker decodes, and, when the processor says which fields it reads, keeps only those, so
 that sending the records back (pickling) costs a fraction of decoding them. For ZTF packets the
-projected decoder (avro_projection) builds only those fields in the first place.
+projected decoder (avro.codegen) builds only those fields in the first place.
 """
 from __future__ import annotations
 
@@ -13,33 +13,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from step_runtime.step.decode import DecodeError, make_decoder
-
-# The fields the alert processors (features, model from alerts, crossmatch) and validation read.
-ALERT_CANDIDATE_FIELDS = ("candid", "jd", "fid", "ra", "dec", "magpsf", "sigmapsf", "magnr", "distnr",
-                          "isdiffpos", "diffmaglim")
-ALERT_TOP_FIELDS = ("objectId", "candid", "schemavsn")
-
-Decoded = "dict[str, Any] | DecodeError"
+from step_runtime.step.decode import make_decoder
+from step_runtime.step.errors import DecodeError
 
 _decoder: Callable[[bytes], dict[str, Any]] | None = None
-
-
-def project_alert(record: dict[str, Any]) -> dict[str, Any]:
-    """The alert with only the fields alert processors read (candidate and history trimmed)."""
-    out = {k: record[k] for k in ALERT_TOP_FIELDS if k in record}
-    cand = record.get("candidate")
-    if isinstance(cand, dict):
-        out["candidate"] = {k: cand.get(k) for k in ALERT_CANDIDATE_FIELDS if k in cand}
-    else:
-        out["candidate"] = cand
-    prv = record.get("prv_candidates")
-    if isinstance(prv, list):
-        out["prv_candidates"] = [{k: p.get(k) for k in ALERT_CANDIDATE_FIELDS if k in p} if isinstance(p, dict) else p
-                                 for p in prv]
-    else:
-        out["prv_candidates"] = prv
-    return out
 
 
 def _die_with_parent() -> None:

@@ -19,11 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from step_runtime.step.decode import DecodeError
+from step_runtime.step.errors import DecodeError
 from step_runtime.step.messages import DeadLetter, Message
 from step_runtime.step.observe import Health, StepMetrics
 from step_runtime.step.processors import Processor
-from step_runtime.step.sinks import SinkUnavailable
+from step_runtime.step.errors import SinkUnavailable
 from step_runtime.step.validate import ValidationError, validate_alert
 
 log = logging.getLogger("alertops.step")

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import fastavro
 
-from step_runtime.step.avro_projection import zigzag
+from step_runtime.step.avro.codegen import zigzag
 
 
 def synthetic_oid(i: int) -> str:

@@ -9,8 +9,9 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from step_runtime.step.avro_container import read_container
-from step_runtime.step.decode import DecodeError, decode_json, decode_ztf_avro, make_decoder
+from step_runtime.step.avro.container import read_container
+from step_runtime.step.decode import decode_json, decode_ztf_avro, make_decoder
+from step_runtime.step.errors import DecodeError
 from step_runtime.step.validate import ValidationError, validate_alert
 
 ALERTS = Path(__file__).resolve().parents[2] / "examples" / "data" / "alerts"

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from step_runtime.step.decode import DecodeError, decode_ztf_avro
-from step_runtime.step.decode_pool import DecodePool, project_alert
+from step_runtime.step.decode import decode_ztf_avro
+from step_runtime.step.errors import DecodeError
+from step_runtime.step.decode import project_alert
+from step_runtime.step.decode_pool import DecodePool
 from step_runtime.step.features import alert_features
 
 ALERTS = Path(__file__).resolve().parents[2] / "examples" / "data" / "alerts"

@@ -7,10 +7,6 @@ from typing import Any, Protocol
 from step_runtime.spec.pipelinestep import SinkSpec
 
 
-class SinkUnavailable(RuntimeError):
-    """The sink could not accept the batch now (connection lost, timeout): retry later."""
-
-
 class Sink(Protocol):
     """What the step loop needs from a sink."""
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from step_runtime.spec.pipelinestep import PG_IDENTIFIER, PostgresConnection, PostgresSink
 from step_runtime.step.secrets import secret_value
-from step_runtime.step.sinks import SinkUnavailable
+from step_runtime.step.errors import SinkUnavailable
 
 # ALeRCE's probability table: one row per (object, class, classifier, version).
 PROBABILITY_KEY = ["oid", "class_name", "classifier_name", "classifier_version"]

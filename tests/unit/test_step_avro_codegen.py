@@ -11,11 +11,13 @@ from typing import Any
 import fastavro
 import pytest
 
-from step_runtime.step import avro_projection
-from step_runtime.step.avro_container import AvroContainerError, parsed_schema
-from step_runtime.step.avro_projection import ProjectedZtfDecoder, generate_source, zigzag
-from step_runtime.step.decode import DecodeError, decode_ztf_avro, make_decoder
-from step_runtime.step.decode_pool import ALERT_CANDIDATE_FIELDS, ALERT_TOP_FIELDS, project_alert
+from step_runtime.step.avro import codegen
+from step_runtime.step.avro.container import AvroContainerError, parsed_schema
+from step_runtime.step.avro.codegen import generate_source, zigzag
+from step_runtime.step.avro.projection import ProjectedZtfDecoder
+from step_runtime.step.decode import decode_ztf_avro, make_decoder
+from step_runtime.step.errors import DecodeError
+from step_runtime.step.decode import ALERT_CANDIDATE_FIELDS, ALERT_TOP_FIELDS, project_alert
 from step_runtime.step.synthetic import synthetic_alerts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -282,13 +284,13 @@ def test_truncations_of_the_projected_fields_region_never_escape() -> None:
 
 
 def test_readers_are_generated_once_per_schema() -> None:
-    avro_projection._READERS.clear()
+    codegen._READERS.clear()
     decode = _decoder()
     for path in GOOD:
         decode(path.read_bytes())
         decode(path.read_bytes())
     n_schemas = len({fastavro.reader(io.BytesIO(p.read_bytes())).metadata["avro.schema"] for p in GOOD})
-    assert len(avro_projection._READERS) == n_schemas
+    assert len(codegen._READERS) == n_schemas
 
 
 ODD_SHAPES = [
