@@ -49,3 +49,22 @@ def postgres_dsn() -> str:
 def mongodb_uri() -> str:
     """URI of the test MongoDB-wire server (FerretDB)."""
     return _service("ALERTOPS_MONGODB_URI", "MongoDB-wire server")
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> str:
+    """Base URL of the test schema registry's Confluent-compatible API: GET {url}/schemas/ids/{id}."""
+    return _service("ALERTOPS_SCHEMA_REGISTRY_URL", "Schema registry")
+
+
+@pytest.fixture(scope="session")
+def schema_registry_api_url(schema_registry_url: str) -> str:
+    """Base URL of the same registry's own API (Apicurio v3), for its admin import (chosen ids)."""
+    return _service("ALERTOPS_SCHEMA_REGISTRY_API_URL", "Schema registry (Apicurio API)")
+
+
+@pytest.fixture(scope="session")
+def schema_registry_auth(schema_registry_url: str) -> tuple[str, str] | None:
+    """(user, password) of the test registry's HTTP basic auth; None when it runs without auth."""
+    user = os.environ.get("ALERTOPS_SCHEMA_REGISTRY_USER")
+    return None if user is None else (user, os.environ.get("ALERTOPS_SCHEMA_REGISTRY_PASSWORD", ""))
