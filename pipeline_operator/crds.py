@@ -40,6 +40,17 @@ def _avro_needs_schema(path: str) -> CelRule:
                    field_path=".schemaPath", reason="FieldValueRequired")
 
 
+def _schema_sources(path: str) -> list[CelRule]:
+    return [
+        CelRule(path=path, rule="!(has(self.schemaRegistry) && has(self.schemaDir))",
+                message="schemaRegistry and schemaDir: give one of them, not both", reason="FieldValueInvalid"),
+        CelRule(path=path, rule="!(has(self.schemaRegistry) || has(self.schemaDir)) || "
+                                "self.format == 'ztf-avro' || self.format == 'lsst-avro'",
+                message="schemaRegistry and schemaDir resolve alert packets' schema ids: they need format "
+                        "ztf-avro or lsst-avro", field_path=".format", reason="FieldValueInvalid"),
+    ]
+
+
 def _postgres_connection(path: str) -> list[CelRule]:
     return [
         CelRule(path=path, rule="has(self.dsn) != has(self.host)",
@@ -54,6 +65,12 @@ PIPELINESTEP_RULES: tuple[CelRule, ...] = (
     exactly_one("source", ["kafka", "files"], "source"),
     _avro_needs_schema("source.kafka"),
     _avro_needs_schema("source.files"),
+    *_schema_sources("source.kafka"),
+    *_schema_sources("source.files"),
+    CelRule(path="source.kafka",
+            rule="self.format != 'lsst-avro' || has(self.schemaRegistry) || has(self.schemaDir)",
+            message="format lsst-avro on Kafka needs schemaRegistry or schemaDir (Rubin's stream is in the "
+                    "Confluent wire format: each message names its schema by id)", reason="FieldValueRequired"),
     exactly_one("processor", ["model", "crossmatch", "features", "python"], "processor"),
     exactly_one("sinks[]", ["postgres", "mongodb", "kafka", "file"], "sink"),
     *_postgres_connection("sinks[].postgres"),
@@ -61,6 +78,9 @@ PIPELINESTEP_RULES: tuple[CelRule, ...] = (
             message="postgres mode rows needs key (the natural-key columns of the upsert)",
             field_path=".key", reason="FieldValueRequired"),
     _avro_needs_schema("sinks[].kafka"),
+    CelRule(path="sinks[].kafka", rule="!has(self.schemaId) || self.format == 'avro'",
+            message="schemaId frames Avro messages: it needs format avro", field_path=".schemaId",
+            reason="FieldValueInvalid"),
     exactly_one("deadLetter", ["kafka", "postgres", "file"], "deadLetter"),
     *_postgres_connection("deadLetter.postgres"),
     exactly_one("env[]", ["value", "secretKeyRef"], "env"),

@@ -22,7 +22,9 @@ KAFKA_TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
 SHA256_HEX = r"^[0-9a-f]{64}$"
 PYTHON_FUNCTION = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
-MessageFormat = Literal["ztf-avro", "avro", "json"]
+MessageFormat = Literal["ztf-avro", "lsst-avro", "avro", "json"]
+ALERT_FORMATS = ("ztf-avro", "lsst-avro")
+HTTP_URL = r"^https?://[^\s/$.?#][^\s]*$"
 
 
 def _exactly_one(obj: SpecModel, names: list[str], what: str) -> None:
@@ -50,20 +52,52 @@ class KafkaAuth(SpecModel):
     password: SecretKeyRef = Field(description="Secret key holding the SASL password.")
 
 
-class KafkaSource(SpecModel):
+class SchemaRegistry(SpecModel):
+    """A Confluent-compatible schema registry (Confluent, Apicurio's ccompat API, Redpanda...)."""
+
+    url: str = Field(pattern=HTTP_URL, max_length=2048, description=(
+        "Base URL of the Confluent REST API: GET <url>/schemas/ids/<id> answers a schema "
+        "(e.g. http://schema-registry:8081, or Apicurio's http://registry:8080/apis/ccompat/v7)."))
+    username: SecretKeyRef | None = Field(None, description="Secret key holding the basic-auth user name.")
+    password: SecretKeyRef | None = Field(None, description="Secret key holding the basic-auth password.")
+    timeout_ms: int = Field(5000, ge=100, le=120_000, description="Timeout of one registry request, in milliseconds.")
+
+
+class MessageSource(SpecModel):
+    """How messages are encoded: what every source has."""
+
+    format: MessageFormat = Field("ztf-avro", description=(
+        "Message encoding: ztf-avro or lsst-avro (alert packets of that survey: an Avro object-container "
+        "file per message, or the Confluent wire format with schemaRegistry or schemaDir), "
+        "avro (schemaless Avro with schemaPath) or json."))
+    schema_path: str | None = Field(None, description="Avro schema file (.avsc) for format avro.")
+    schema_registry: SchemaRegistry | None = Field(None, description=(
+        "ztf-avro/lsst-avro in the Confluent wire format: resolve each message's schema id with this registry."))
+    schema_dir: str | None = Field(None, min_length=1, description=(
+        "ztf-avro/lsst-avro in the Confluent wire format, for clusters without a registry: a folder laid out "
+        "as the lsst-alert-packet package's schema/ (<major>/<minor>/lsst.v<major>_<minor>.alert.avsc and the "
+        "schemas it references); schema id = major*100+minor."))
+    batch_size: int = Field(500, ge=1, le=100_000, description="Maximum messages per batch.")
+    decode_workers: int = Field(0, ge=0, le=64, description=(
+        "Worker processes decoding each batch in parallel (0: decode in the step process). "
+        "Avro decoding is the hot spot; set it to the CPUs the pod may use, minus one."))
+
+    def _check_encoding(self) -> None:
+        if self.format == "avro" and not self.schema_path:
+            raise ValueError("format avro needs schemaPath (the .avsc file of the writer schema)")
+        if self.schema_registry is not None and self.schema_dir is not None:
+            raise ValueError("schemaRegistry and schemaDir: give one of them, not both")
+        if (self.schema_registry is not None or self.schema_dir is not None) and self.format not in ALERT_FORMATS:
+            raise ValueError(f"schemaRegistry and schemaDir resolve alert packets' schema ids: they need format "
+                             f"ztf-avro or lsst-avro (got {self.format})")
+
+
+class KafkaSource(MessageSource):
     """A Kafka consumer group; offsets are committed only after every sink accepted a batch."""
 
     bootstrap_servers: str = Field(min_length=1, description="Kafka bootstrap.servers (host:port[,host:port]).")
     topics: list[str] = Field(min_length=1, max_length=100, description="Topics to consume.")
     group_id: str = Field(min_length=1, max_length=249, description="Consumer group id; replicas share it.")
-    format: MessageFormat = Field("ztf-avro", description=(
-        "Message encoding: ztf-avro (an Avro object-container file per message, own writer schema), "
-        "avro (schemaless Avro with schemaPath) or json."))
-    schema_path: str | None = Field(None, description="Avro schema file (.avsc) for format avro.")
-    batch_size: int = Field(500, ge=1, le=100_000, description="Maximum messages per batch.")
-    decode_workers: int = Field(0, ge=0, le=64, description=(
-        "Worker processes decoding each batch in parallel (0: decode in the step process). "
-        "Avro decoding is the hot spot; set it to the CPUs the pod may use, minus one."))
     batch_timeout_ms: int = Field(1000, ge=1, le=600_000,
                                   description="Maximum time to wait while filling a batch, in milliseconds.")
     auto_offset_reset: Literal["earliest", "latest"] = Field(
@@ -76,26 +110,23 @@ class KafkaSource(SpecModel):
     def _check(self) -> "KafkaSource":
         for t in self.topics:
             _check_topic(t, "topics")
-        if self.format == "avro" and not self.schema_path:
-            raise ValueError("format avro needs schemaPath (the .avsc file of the writer schema)")
+        self._check_encoding()
+        if self.format == "lsst-avro" and self.schema_registry is None and self.schema_dir is None:
+            raise ValueError("format lsst-avro on Kafka needs schemaRegistry or schemaDir (Rubin's stream is in "
+                             "the Confluent wire format: each message names its schema by id)")
         return self
 
 
-class FileSource(SpecModel):
+class FileSource(MessageSource):
     """A folder of messages for local replay; the run ends when every file is processed."""
 
     path: str = Field(min_length=1, description=(
-        "A folder (or one file). ztf-avro/avro: one message per *.avro file; json: one message per line of *.jsonl/*.json."))
-    format: MessageFormat = Field("ztf-avro", description="Message encoding, as for a Kafka source.")
-    schema_path: str | None = Field(None, description="Avro schema file (.avsc) for format avro.")
-    batch_size: int = Field(500, ge=1, le=100_000, description="Maximum messages per batch.")
-    decode_workers: int = Field(0, ge=0, le=64, description=(
-        "Worker processes decoding each batch in parallel (0: decode in the step process)."))
+        "A folder (or one file). ztf-avro/lsst-avro/avro: one message per *.avro file (an Avro container may "
+        "hold many alerts); json: one message per line of *.jsonl/*.json."))
 
     @model_validator(mode="after")
     def _check(self) -> "FileSource":
-        if self.format == "avro" and not self.schema_path:
-            raise ValueError("format avro needs schemaPath (the .avsc file of the writer schema)")
+        self._check_encoding()
         return self
 
 
@@ -256,6 +287,9 @@ class KafkaSink(SpecModel):
     topic: str = Field(pattern=KAFKA_TOPIC, description="Output topic.")
     format: Literal["json", "avro"] = Field("json", description="json, or schemaless Avro with schemaPath.")
     schema_path: str | None = Field(None, description="Avro schema file (.avsc) for format avro.")
+    schema_id: int | None = Field(None, ge=0, le=2_147_483_647, description=(
+        "Format avro: frame each message in the Confluent wire format with this schema id (the id of "
+        "schemaPath's schema in the consumers' registry); absent: bare schemaless Avro."))
     key_field: str = Field("oid", min_length=1, description="Output field used as the message key.")
     auth: KafkaAuth | None = Field(None, description="SASL authentication; absent means PLAINTEXT.")
 
@@ -263,6 +297,8 @@ class KafkaSink(SpecModel):
     def _check(self) -> "KafkaSink":
         if self.format == "avro" and not self.schema_path:
             raise ValueError("format avro needs schemaPath")
+        if self.schema_id is not None and self.format != "avro":
+            raise ValueError("schemaId frames Avro messages: it needs format avro")
         return self
 
 
@@ -350,6 +386,17 @@ class EnvVar(SpecModel):
         return self
 
 
+class AlertFilter(SpecModel):
+    """Alerts an alert processor (features, model on alerts, crossmatch) leaves out, counted in
+    alertops_step_alerts_filtered_total{reason}: good alerts this step does not want."""
+
+    solar_system: Literal["skip", "keep"] = Field("skip", description=(
+        "skip: leave out alerts on solar-system objects (LSST: no diaObject, an ssObjectId), which variable-star "
+        "and transient classifiers have nothing to say about; keep: process them."))
+    min_reliability: float | None = Field(None, ge=0, le=1, description=(
+        "Leave out alerts whose real/bogus score (LSST reliability, ZTF drb) is below this, or missing."))
+
+
 class RetrySpec(SpecModel):
     """Backoff while a sink is down: the batch is retried, never committed half-written."""
 
@@ -370,6 +417,8 @@ class PipelineStepSpec(SpecModel):
                                   description="Where results go; all must accept a batch before commit.")
     dead_letter: DeadLetterSpec | None = Field(None, description=(
         "Where bad messages go; absent means they are logged (with their position) and counted."))
+    alert_filter: AlertFilter = Field(default_factory=AlertFilter, description=(
+        "Alerts an alert processor leaves out before processing (solar-system objects, low reliability)."))
     retry: RetrySpec = Field(default_factory=RetrySpec, description="Backoff while a sink is down.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Container resources.")
     env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Extra environment variables.")

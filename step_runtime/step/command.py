@@ -41,14 +41,15 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.spec.common import SpecError, parse_spec, read_manifest
     from step_runtime.spec.pipelinestep import KIND, PipelineStepSpec
     from step_runtime.step.deadletter import build_dead_letters
-    from step_runtime.step.decode import make_decoder
+    from step_runtime.step.decode import make_decoder, survey_of
     from step_runtime.step.errors import DecodeError
     from step_runtime.step.loop import StepRunner
+    from step_runtime.step.validate import AlertGate
     from step_runtime.step.model import ModelError
     from step_runtime.step.observe import Health, StepMetrics, serve_http, setup_logging
     from step_runtime.step.processors import build_processor
     from step_runtime.step.sinks import build_sink
-    from step_runtime.step.sources import build_source
+    from step_runtime.step.sources import build_schema_cache, build_source
 
     setup_logging(args.log_level)
     log = logging.getLogger("alertops.step")
@@ -68,13 +69,22 @@ def main(args: argparse.Namespace) -> int:
     if src.schema_path:
         schema_path = Path(src.schema_path)
         schema_path = schema_path if schema_path.is_absolute() else base_dir / schema_path
+    survey = survey_of(src.format)
     try:
-        processor = build_processor(spec.processor, base_dir)
-        # Alert processors read a few fields (decode_pool.ALERT_*_FIELDS): decode only those.
-        # The python processor gets whole records.
-        project = bool(getattr(processor, "validates_alerts", False))
-        decode = make_decoder(src.format, schema_path, project=project)
-        sinks = [build_sink(s, i, output_base) for i, s in enumerate(spec.sinks)]
+        processor = build_processor(spec.processor, base_dir, survey)
+        # Alert processors declare the alert fields they read: the decoder builds only those (and
+        # what validation and the alert filter read). The python processor gets whole records.
+        gate = None
+        fields = None
+        if processor.reads is not None and survey is not None:
+            gate = AlertGate(survey, spec.alert_filter.min_reliability, spec.alert_filter.solar_system)
+            fields = processor.reads | gate.reads
+        elif spec.alert_filter.min_reliability is not None:
+            raise ValueError("spec.alertFilter.minReliability: only alert processors (features, model on alerts, "
+                             "crossmatch) filter alerts")
+        decode = make_decoder(src.format, schema_path, fields)
+        schemas = build_schema_cache(src, base_dir) if survey is not None else None
+        sinks = [build_sink(s, i, output_base, survey.name if survey else None) for i, s in enumerate(spec.sinks)]
         kafka = spec.source.kafka
         dead_letters = build_dead_letters(spec.dead_letter, kafka.bootstrap_servers if kafka else None,
                                           kafka.auth if kafka else None, output_base)
@@ -113,11 +123,11 @@ def main(args: argparse.Namespace) -> int:
     pool = None
     if src.decode_workers > 0:
         from step_runtime.step.decode_pool import DecodePool
-        pool = DecodePool(src.format, schema_path, src.decode_workers, project)
+        pool = DecodePool(src.format, schema_path, src.decode_workers, fields)
 
     retry = spec.retry
-    runner = StepRunner(source=source, decode=decode, processor=processor, sinks=sinks,
-                        dead_letters=dead_letters, metrics=metrics, health=health, stop=stop,
+    runner = StepRunner(source=source, decode=decode, processor=processor, gate=gate, schemas=schemas,
+                        sinks=sinks, dead_letters=dead_letters, metrics=metrics, health=health, stop=stop,
                         initial_backoff_s=retry.initial_backoff_ms / 1000.0,
                         max_backoff_s=retry.max_backoff_ms / 1000.0,
                         exit_when_idle_s=args.exit_when_idle,
@@ -139,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
             server.shutdown()
     log.info("step finished", extra={"fields": {
         "messages_in": summary.messages_in, "outputs": summary.outputs,
-        "dead_letters": summary.dead_letters, "batches": summary.batches,
+        "dead_letters": summary.dead_letters, "filtered": dict(summary.filtered), "batches": summary.batches,
         "stopped_by_signal": summary.stopped_by_signal}})
     if spec.source.files is not None:
         print_summary(summary, [s.name for s in sinks])
@@ -151,7 +161,8 @@ def print_summary(summary: Any, sink_names: list[str]) -> None:
     rows = summary.preview
     if rows:
         if "probabilities" in rows[0]:
-            cols = ["oid", "candid", "class_name", "probability", "classifier_name", "classifier_version"]
+            cols = [c for c in ("oid", "candid", "diaSourceId", "class_name", "probability", "classifier_name",
+                                "classifier_version") if c in rows[0]]
         else:
             cols = [c for c in rows[0] if not isinstance(rows[0][c], (list, dict))][:8]
         table = [[_cell(r.get(c)) for c in cols] for r in rows]
@@ -159,8 +170,9 @@ def print_summary(summary: Any, sink_names: list[str]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
         for row in table:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    filtered = "".join(f"  filtered ({reason}): {n}" for reason, n in sorted(summary.filtered.items()))
     print(f"messages in: {summary.messages_in}  outputs: {summary.outputs}  "
-          f"dead-lettered: {summary.dead_letters}  sinks: {', '.join(sink_names)}")
+          f"dead-lettered: {summary.dead_letters}{filtered}  sinks: {', '.join(sink_names)}")
 
 
 def _cell(v: Any) -> str:

@@ -1,4 +1,11 @@
-"""Decoders: message bytes -> alert dict. Each raises DecodeError on bad input, never crashes."""
+"""Decoders: message bytes -> the records it holds. Each raises DecodeError on bad input, never crashes.
+
+The source format says what a message is: `ztf-avro` and `lsst-avro` are alert packets of a survey
+(Avro containers, or Confluent-framed values whose schema id the step resolves per batch); `avro`
+is schemaless Avro written with one schema file; `json` one JSON object. A step whose processor
+reads alerts decodes them into the alert model, building only the fields it declared
+(avro.decoders.AlertDecoder); the python processor and message formats get whole records.
+"""
 from __future__ import annotations
 
 import io
@@ -8,80 +15,61 @@ from typing import Any, Callable
 
 import fastavro
 
-from step_runtime.step.avro.container import read_container
-from step_runtime.step.avro.projection import ProjectedZtfDecoder
+from step_runtime.step.alert_model import ALL_FIELDS, LSST, ZTF, Survey
+from step_runtime.step.avro.codegen import value_checker
+from step_runtime.step.avro.decoders import NO_SCHEMAS, AlertDecoder, RawDecoder, Schemas
 from step_runtime.step.errors import DecodeError
 
-CUTOUT_FIELDS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
-
-# The fields the alert processors (features, model from alerts, crossmatch) and validation read.
-ALERT_CANDIDATE_FIELDS = ("candid", "jd", "fid", "ra", "dec", "magpsf", "sigmapsf", "magnr", "distnr",
-                          "isdiffpos", "diffmaglim")
-ALERT_TOP_FIELDS = ("objectId", "candid", "schemavsn")
+ALERT_FORMATS: dict[str, Survey] = {"ztf-avro": ZTF, "lsst-avro": LSST}
+Decoder = Callable[[bytes, Schemas], list[dict[str, Any]]]
+Decoded = "list[dict[str, Any]] | DecodeError"
 
 
-def project_alert(record: dict[str, Any]) -> dict[str, Any]:
-    """The alert with only the fields alert processors read (candidate and history trimmed)."""
-    out = {k: record[k] for k in ALERT_TOP_FIELDS if k in record}
-    cand = record.get("candidate")
-    if isinstance(cand, dict):
-        out["candidate"] = {k: cand.get(k) for k in ALERT_CANDIDATE_FIELDS if k in cand}
-    else:
-        out["candidate"] = cand
-    prv = record.get("prv_candidates")
-    if isinstance(prv, list):
-        out["prv_candidates"] = [{k: p.get(k) for k in ALERT_CANDIDATE_FIELDS if k in p} if isinstance(p, dict) else p
-                                 for p in prv]
-    else:
-        out["prv_candidates"] = prv
-    return out
+def survey_of(fmt: str) -> Survey | None:
+    """The survey whose alert packets a source format carries (None for message formats)."""
+    return ALERT_FORMATS.get(fmt)
 
 
-def decode_ztf_avro(value: bytes) -> dict[str, Any]:
-    """A ZTF alert packet: an Avro container with its own writer schema and one record.
-
-    Cutout stamps are dropped from the record (processors never use them; the raw bytes stay
-    available for the dead letter).
-    """
-    try:
-        records = read_container(value)
-    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt data
-        raise DecodeError(f"undecodable Avro container: {type(exc).__name__}: {exc}") from None
-    if len(records) != 1:
-        raise DecodeError(f"expected one alert per Avro container, found {len(records)}")
-    record = records[0]
-    if not isinstance(record, dict):
-        raise DecodeError(f"alert record is a {type(record).__name__}, expected a record")
-    for name in CUTOUT_FIELDS:
-        record.pop(name, None)
-    return record
-
-
-def make_schemaless_avro_decoder(schema_path: Path) -> Callable[[bytes], dict[str, Any]]:
-    """A decoder for schemaless Avro written with the schema in `schema_path`."""
+def make_schemaless_avro_decoder(schema_path: Path) -> Decoder:
+    """A decoder for schemaless Avro written with the schema in `schema_path` (one record per message)."""
     try:
         schema = fastavro.schema.load_schema(str(schema_path))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any problem with the file is the user's to fix
         raise DecodeError(f"cannot load Avro schema {schema_path}: {exc}") from None
+    check = value_checker(_schema_json(schema))
 
-    def decode(value: bytes) -> dict[str, Any]:
+    def decode(value: bytes, schemas: Schemas = NO_SCHEMAS) -> list[dict[str, Any]]:
         buf = io.BytesIO(value)
         try:
-            record = fastavro.schemaless_reader(buf, schema)
-        except Exception as exc:  # noqa: BLE001
+            if check is not None:  # bounded: refuse impossible lengths and counts before fastavro
+                check(value, 0)
+            record = fastavro.schemaless_reader(buf, schema, None)
+        except DecodeError as exc:
+            raise DecodeError(f"undecodable schemaless Avro: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt data
             raise DecodeError(f"undecodable schemaless Avro: {type(exc).__name__}: {exc}") from None
         if buf.tell() != len(value):
             raise DecodeError(f"schemaless Avro left {len(value) - buf.tell()} trailing bytes (wrong schema?)")
         if not isinstance(record, dict):
             raise DecodeError("Avro value is not a record")
-        for name in CUTOUT_FIELDS:
-            record.pop(name, None)
-        return record
+        return [record]
 
     return decode
 
 
-def decode_json(value: bytes) -> dict[str, Any]:
+def _schema_json(schema: Any) -> bytes:
+    """A parsed schema as JSON, for the bounded walk (fastavro's private keys left out)."""
+    def clean(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: clean(v) for k, v in node.items() if not k.startswith("__")}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
+        return node
+
+    return json.dumps(clean(schema)).encode()
+
+
+def decode_json(value: bytes, schemas: Schemas = NO_SCHEMAS) -> list[dict[str, Any]]:
     """A JSON object (NaN/Infinity literals accepted, as Python's json writes them)."""
     try:
         record = json.loads(value)
@@ -89,33 +77,53 @@ def decode_json(value: bytes) -> dict[str, Any]:
         raise DecodeError(f"invalid JSON: {exc}") from None
     if not isinstance(record, dict):
         raise DecodeError(f"JSON message is a {type(record).__name__}, expected an object")
-    return record
+    return [record]
 
 
-def make_decoder(fmt: str, schema_path: Path | None, project: bool = False) -> Callable[[bytes], dict[str, Any]]:
-    """The decoder for a source format: ztf-avro, avro (needs schema_path) or json.
+def make_decoder(fmt: str, schema_path: Path | None, fields: frozenset[str] | None) -> Decoder:
+    """The decoder for a source format: `fields` (alert-model paths) for alerts projected to what
+    the processor reads; None for whole records.
 
-    project=True: records come out as `project_alert` makes them (the few fields the
-    alert processors read); for ztf-avro the packet is then decoded straight into that projection,
-    several times faster than decoding everything (see avro.codegen).
+    Raises ValueError for a combination that cannot work (alerts from a message format).
     """
-    if fmt == "ztf-avro":
-        decode: Callable[[bytes], dict[str, Any]] = decode_ztf_avro
-    elif fmt == "avro":
+    survey = survey_of(fmt)
+    if survey is not None:
+        if fields is None:
+            return RawDecoder()
+        return AlertDecoder(survey, fields)
+    if fields is not None:
+        raise ValueError(f"spec.source: format {fmt} carries messages, not alerts; the processor reads "
+                         f"alerts: use format ztf-avro or lsst-avro")
+    if fmt == "avro":
         if schema_path is None:
             raise DecodeError("format avro needs schemaPath")
-        decode = make_schemaless_avro_decoder(schema_path)
-    elif fmt == "json":
-        decode = decode_json
-    else:
-        raise DecodeError(f"unknown format {fmt!r} (expected ztf-avro, avro or json)")
-    if not project:
-        return decode
-    def decode_projected(value: bytes) -> dict[str, Any]:
-        return project_alert(decode(value))
+        return make_schemaless_avro_decoder(schema_path)
+    if fmt == "json":
+        return decode_json
+    raise DecodeError(f"unknown format {fmt!r} (expected ztf-avro, lsst-avro, avro or json)")
 
-    if fmt == "ztf-avro":
-        from step_runtime.step.avro.projection import ProjectedZtfDecoder
 
-        return ProjectedZtfDecoder(ALERT_TOP_FIELDS, ALERT_CANDIDATE_FIELDS, fallback=decode_projected)
-    return decode_projected
+_ALERTS: dict[str, Decoder] = {}
+
+
+def alerts_of(value: bytes, fmt: str = "ztf-avro", schemas: Schemas = NO_SCHEMAS) -> list[dict[str, Any]]:
+    """Every alert of one packet, with every field of the alert model (for scripts and tests; a
+    step decodes only the fields its processor reads)."""
+    if fmt not in _ALERTS:
+        _ALERTS[fmt] = make_decoder(fmt, None, ALL_FIELDS)
+    return _ALERTS[fmt](value, schemas)
+
+
+def inline_decode_many(decode: Decoder) -> Callable[[list[bytes], Schemas], list[Any]]:
+    """decode_many in the step process itself: the records of each message, or its DecodeError."""
+
+    def decode_many(values: list[bytes], schemas: Schemas = NO_SCHEMAS) -> list[Any]:
+        out: list[Any] = []
+        for v in values:
+            try:
+                out.append(decode(v, schemas))
+            except DecodeError as exc:
+                out.append(exc)
+        return out
+
+    return decode_many

@@ -1,28 +1,40 @@
-"""Decoding a batch in worker processes: Avro decoding is the hot spot of a ZTF step.
+"""Decoding a batch in worker processes: Avro decoding is the hot spot of an alert step.
 
 fastavro decodes a ZTF packet in about half a millisecond while holding the GIL, so one process
 cannot decode much more than 2,000 alerts/s. `DecodePool` spreads a batch over worker processes;
-each worker decodes, and, when the processor says which fields it reads, keeps only those, so
-that sending the records back (pickling) costs a fraction of decoding them. For ZTF packets the
-projected decoder (avro.codegen) builds only those fields in the first place.
+each worker decodes with the projected decoder (avro.codegen), which builds only the fields the
+processor reads, so that sending the records back (pickling) costs a fraction of decoding them.
+
+A worker lives under a memory limit (`worker_memory_bytes`), so a packet that makes a decoder
+allocate without end gets a MemoryError (a dead letter) instead of the machine's memory. If a
+worker dies all the same (the kernel's OOM killer, kill -9), its batch is decoded again one
+message at a time in fresh workers: a message that kills a worker again is a dead letter naming
+that, and the step goes on.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
-from step_runtime.step.decode import make_decoder
+from step_runtime.step.decode import Decoder, inline_decode_many, make_decoder
+from step_runtime.step.avro.decoders import Schemas
 from step_runtime.step.errors import DecodeError
 
-_decoder: Callable[[bytes], dict[str, Any]] | None = None
+log = logging.getLogger("alertops.step")
+
+DEFAULT_WORKER_MEMORY = 1 << 30  # what a worker may allocate beyond what it inherited at fork
+
+_decoder: Decoder | None = None
 
 
 def _die_with_parent() -> None:
     """Linux: get SIGKILL when the step process dies, even by kill -9 (no orphaned workers)."""
     import ctypes
-    import os
     import signal
 
     try:
@@ -34,7 +46,19 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _init(fmt: str, schema_path: str | None, project: bool) -> None:
+def _limit_memory(allowance: int) -> None:
+    """Cap this process's address space at what it has now plus `allowance` bytes."""
+    import resource
+
+    try:
+        with open("/proc/self/statm") as fh:
+            size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (size + allowance, size + allowance))
+    except (OSError, ValueError) as exc:
+        log.warning("decode worker runs without a memory limit", extra={"fields": {"error": str(exc)}})
+
+
+def _init(fmt: str, schema_path: str | None, fields: frozenset[str] | None, memory: int) -> None:
     global _decoder
     import signal
 
@@ -43,62 +67,100 @@ def _init(fmt: str, schema_path: str | None, project: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
-    # project: the decoder itself keeps only the fields alert processors read (for ZTF packets
-    # it never builds the rest), so results are small to send back
-    _decoder = make_decoder(fmt, Path(schema_path) if schema_path else None, project=project)
+    _limit_memory(memory)
+    _decoder = make_decoder(fmt, Path(schema_path) if schema_path else None, fields)
 
 
-def _decode_chunk(values: list[bytes]) -> list[Any]:
+def _decode_chunk(values: list[bytes], schemas: Schemas) -> list[Any]:
     assert _decoder is not None
-    return inline_decode_many(_decoder)(values)
+    return inline_decode_many(_decoder)(values, schemas)
+
+
+def worker_memory(workers: int) -> int:
+    """Bytes each worker may allocate: 1 GiB, or its share of the container's memory limit when
+    that is smaller (the step process keeps one share)."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 50:
+            return max(256 << 20, min(DEFAULT_WORKER_MEMORY, int(text) // (workers + 1)))
+    return DEFAULT_WORKER_MEMORY
 
 
 class DecodePool:
-    """`decode_many(values)` -> one record or DecodeError per value, decoded by `workers` processes."""
+    """`submit(values, schemas)` -> a function giving the records (or DecodeError) of each value,
+    decoded by `workers` processes."""
 
-    def __init__(self, fmt: str, schema_path: Path | None, workers: int, project: bool) -> None:
+    def __init__(self, fmt: str, schema_path: Path | None, workers: int, fields: frozenset[str] | None,
+                 memory_per_worker: int | None = None) -> None:
         self.workers = workers
+        self.memory = memory_per_worker or worker_memory(workers)
+        self.initargs = (fmt, str(schema_path) if schema_path else None, fields, self.memory)
+        self.executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
         # fork: workers start in milliseconds and inherit the parsed-schema cache
         ctx = multiprocessing.get_context("fork")
-        self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
-                                            initargs=(fmt, str(schema_path) if schema_path else None, project))
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init,
+                                   initargs=self.initargs)
 
-    def submit(self, values: list[bytes]) -> Callable[[], list[Any]]:
+    def _restart(self) -> None:
+        old, self.executor = self.executor, self._start()
+        old.shutdown(wait=False, cancel_futures=True)
+
+    def _submit(self, values: list[bytes], schemas: Schemas) -> "Future[list[Any]]":
+        try:
+            return self.executor.submit(_decode_chunk, values, schemas)
+        except BrokenProcessPool:
+            self._restart()
+            return self.executor.submit(_decode_chunk, values, schemas)
+
+    def submit(self, values: list[bytes], schemas: Schemas) -> Callable[[], list[Any]]:
         """Start decoding in the workers now; the returned function waits for the results."""
         if not values:
             return list
         n = max(1, min(len(values), self.workers * 2))
         size = -(-len(values) // n)
-        futures = [self.executor.submit(_decode_chunk, values[i:i + size]) for i in range(0, len(values), size)]
+        chunks = [values[i:i + size] for i in range(0, len(values), size)]
+        futures = [self._submit(chunk, schemas) for chunk in chunks]
 
         def results() -> list[Any]:
             out: list[Any] = []
-            for f in futures:
-                out.extend(f.result())
+            for chunk, f in zip(chunks, futures):
+                try:
+                    out.extend(f.result())
+                except BrokenProcessPool:
+                    out.extend(self._one_by_one(chunk, schemas))
             return out
 
         return results
 
-    def decode_many(self, values: list[bytes]) -> list[Any]:
-        return self.submit(values)()
+    def _one_by_one(self, values: list[bytes], schemas: Schemas) -> list[Any]:
+        """After a worker died: each value alone in a fresh pool, so only the one that kills a
+        worker again is lost to decoding (and dead-lettered with that reason)."""
+        log.warning("a decode worker died; decoding its messages one by one",
+                    extra={"fields": {"messages": len(values)}})
+        out: list[Any] = []
+        for value in values:
+            try:
+                out.extend(self._submit([value], schemas).result())
+            except BrokenProcessPool:
+                self._restart()
+                out.append(DecodeError(f"the decode worker died decoding this {len(value)}-byte message "
+                                       f"(killed, or out of its {self.memory >> 20} MiB memory limit)"))
+        return out
+
+    def decode_many(self, values: list[bytes], schemas: Schemas) -> list[Any]:
+        return self.submit(values, schemas)()
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the running workers (for tests and diagnostics)."""
+        return [p.pid for p in (self.executor._processes or {}).values() if p.pid is not None]
 
     def close(self) -> None:
         # wait=True: with wait=False the executor closes its wake-up pipe while its atexit hook
         # still writes to it ("OSError: Bad file descriptor" on stderr at every exit). Pending
         # chunks are cancelled, so this waits for at most the chunks being decoded (< 1 s).
         self.executor.shutdown(wait=True, cancel_futures=True)
-
-
-def inline_decode_many(decode: Callable[[bytes], dict[str, Any]]) -> Callable[[list[bytes]], list[Any]]:
-    """decode_many in the step process itself."""
-
-    def decode_many(values: list[bytes]) -> list[Any]:
-        out: list[Any] = []
-        for v in values:
-            try:
-                out.append(decode(v))
-            except DecodeError as exc:
-                out.append(exc)
-        return out
-
-    return decode_many

@@ -12,3 +12,8 @@ class DecodeError(ValueError):
 
 class SinkUnavailable(RuntimeError):
     """The sink could not accept the batch now (connection lost, timeout): retry later."""
+
+
+class SchemaUnavailable(SinkUnavailable):
+    """A schema registry that cannot answer now (unreachable, timeout, 5xx): retry later, like a sink
+    outage; nothing is committed meanwhile."""

@@ -3,8 +3,15 @@
 The core, `band_features`, takes flat detection arrays (one entry per detection, tagged with
 the index of the light curve it belongs to) and returns one row of features per light curve,
 using numpy group reductions only: no Python loop over alerts. `alert_detections` flattens a
-batch of ZTF alerts into those arrays; the demo model's training script feeds the same core
-with windows of archival ZTF light curves, so training and serving share one definition.
+batch of alerts (the alert model, any survey) into those arrays; the demo model's training script
+feeds the same core with windows of archival ZTF light curves, so training and serving share one
+definition.
+
+Magnitudes: a survey that measures magnitudes (ZTF magpsf) gives the apparent magnitude, the
+reference source's flux plus the difference flux when a reference source is near (as ALeRCE
+does); a survey that measures difference-image fluxes (LSST psfFlux, nJy) gives the AB magnitude
+of the flux, m = 31.4 - 2.5 log10(f / nJy). A negative difference (flux <= 0, isNegative) has no
+magnitude: it is left out of the magnitude features and counted in `n_negative`.
 
 A feature that is undefined (too few detections, one epoch, a band without data) is NaN,
 never an exception.
@@ -12,7 +19,7 @@ never an exception.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -20,8 +27,26 @@ BANDS: dict[int, str] = {1: "g", 2: "r"}  # ZTF fid -> band name; fid 3 (i) is n
 PER_BAND = ("n_det", "mean_mag", "median_mag", "std_mag", "amplitude", "min_mag", "max_mag",
             "slope", "time_span", "mean_magerr", "last_mag")
 COLOUR = ("g_r_mean", "g_r_last")
-FEATURE_NAMES: tuple[str, ...] = tuple(
-    [f"{name}_{band}" for band in BANDS.values() for name in PER_BAND] + list(COLOUR))
+NEGATIVE = "n_negative"
+AB_ZERO_POINT_NJY = 31.4  # m_AB = 31.4 - 2.5 log10(f / nJy)
+# The alert fields the features read (the decoder builds exactly these).
+READS = frozenset(f"{record}.{name}" for record in ("source", "detections")
+                  for name in ("sourceId", "mjd", "band", "mag", "magErr", "flux", "fluxErr", "isNegative",
+                               "refMag", "refDistArcsec"))
+
+
+def feature_names(bands: Sequence[str], flux_survey: bool = False) -> tuple[str, ...]:
+    """The feature columns over `bands`: per band, then g-r colours, then n_negative for a survey
+    that measures fluxes."""
+    names = [f"{name}_{band}" for band in bands for name in PER_BAND]
+    if "g" in bands and "r" in bands:
+        names += COLOUR
+    if flux_survey:
+        names.append(NEGATIVE)
+    return tuple(names)
+
+
+FEATURE_NAMES: tuple[str, ...] = feature_names(tuple(BANDS.values()))  # ZTF's, as the demo model knows them
 
 # ALeRCE's rule of thumb: a detection within 1.4 arcsec of a reference-image source measures that
 # source's variability, so its apparent magnitude comes from adding the difference flux to the
@@ -43,12 +68,14 @@ def apparent_magnitude(magpsf: np.ndarray, magnr: np.ndarray, distnr: np.ndarray
 
 
 def band_features(group: np.ndarray, fid: np.ndarray, t_days: np.ndarray, mag: np.ndarray,
-                  magerr: np.ndarray, n_groups: int, min_detections: int = 1) -> dict[str, np.ndarray]:
+                  magerr: np.ndarray, n_groups: int, min_detections: int = 1,
+                  bands: Mapping[int, str] = BANDS) -> dict[str, np.ndarray]:
     """Features of `n_groups` light curves from flat detection arrays.
 
-    group: light-curve index of each detection (0..n_groups-1); fid: ZTF filter id; t_days:
-    time in days (any origin); mag, magerr: magnitudes. Detections with a non-finite mag are
-    ignored. Returns FEATURE_NAMES -> float64 array of length n_groups.
+    group: light-curve index of each detection (0..n_groups-1); fid: band code of each detection
+    (`bands` maps codes to names: ZTF fid by default); t_days: time in days (any origin); mag,
+    magerr: magnitudes. Detections with a non-finite mag or another band code are ignored.
+    Returns feature_names(bands) -> float64 array of length n_groups.
     """
     group = np.asarray(group, dtype=np.int64)
     fid = np.asarray(fid, dtype=np.int64)
@@ -58,16 +85,17 @@ def band_features(group: np.ndarray, fid: np.ndarray, t_days: np.ndarray, mag: n
     out: dict[str, np.ndarray] = {}
     last_by_band: dict[str, np.ndarray] = {}
     mean_by_band: dict[str, np.ndarray] = {}
-    for band_fid, band in BANDS.items():
+    for band_fid, band in bands.items():
         keep = (fid == band_fid) & np.isfinite(m) & np.isfinite(t)
         feats = _one_band(group[keep], t[keep], m[keep], e[keep], n_groups, min_detections)
         for name, values in feats.items():
             out[f"{name}_{band}"] = values
         last_by_band[band] = feats["last_mag"]
         mean_by_band[band] = feats["mean_mag"]
-    out["g_r_mean"] = mean_by_band["g"] - mean_by_band["r"]
-    out["g_r_last"] = last_by_band["g"] - last_by_band["r"]
-    return {name: out[name] for name in FEATURE_NAMES}
+    if "g" in mean_by_band and "r" in mean_by_band:
+        out["g_r_mean"] = mean_by_band["g"] - mean_by_band["r"]
+        out["g_r_last"] = last_by_band["g"] - last_by_band["r"]
+    return {name: out[name] for name in feature_names(tuple(bands.values()))}
 
 
 def _one_band(g: np.ndarray, t: np.ndarray, m: np.ndarray, e: np.ndarray, n: int,
@@ -136,42 +164,59 @@ def _num(value: Any) -> float:
         return math.nan
 
 
-def _sign(isdiffpos: Any) -> float:
-    """+1 for a positive difference ('t' or '1'), -1 for a negative one."""
-    return -1.0 if str(isdiffpos).lower() in ("f", "0", "false") else 1.0
+def alert_detections(alerts: Sequence[dict[str, Any]], bands: Sequence[str] = ("g", "r")
+                     ) -> tuple[np.ndarray, ...]:
+    """Flatten the detections of a batch of alerts (source + previous detections with a measurement).
 
-
-def alert_detections(alerts: Sequence[dict[str, Any]]) -> tuple[np.ndarray, ...]:
-    """Flatten the detections of a batch of alerts (candidate + prv_candidates with a magpsf).
-
-    Returns (group, fid, t_days, mag, magerr) where group is the alert's index in the batch,
-    t_days the Julian date and mag the apparent magnitude (see `apparent_magnitude`).
-    Upper limits (no magpsf) are left out; a repeated candid within an alert counts once.
+    Returns (group, band, t_days, mag, magerr, negative) where group is the alert's index in the
+    batch, band the index of the detection's band in `bands` (-1 for another band), t_days the MJD
+    and mag the magnitude (see the module docstring; NaN for a negative difference, which
+    `negative` flags). Upper limits (no measurement) are left out; a repeated source id within an
+    alert counts once.
     """
-    rows: list[tuple[int, float, float, float, float, float, float, float]] = []
+    index = {b: i for i, b in enumerate(bands)}
+    rows: list[tuple[float, ...]] = []
     for i, alert in enumerate(alerts):
         seen: set[Any] = set()
-        cands = [alert["candidate"], *(alert.get("prv_candidates") or [])]
-        for c in cands:
-            mag = c.get("magpsf")
-            if mag is None or not mag > 0:  # upper limit, or a -999/NaN sentinel
+        for s in (alert["source"], *(alert.get("detections") or ())):
+            if s is None:
                 continue
-            cid = c.get("candid")
-            if cid is not None:
-                if cid in seen:
+            mag, flux = s.get("mag"), s.get("flux")
+            if flux is None and (mag is None or not mag > 0):  # an upper limit, or a -999/NaN sentinel
+                continue
+            sid = s.get("sourceId")
+            if sid is not None:
+                if sid in seen:
                     continue
-                seen.add(cid)
-            rows.append((i, _num(c.get("fid")), _num(c.get("jd")), _num(mag), _num(c.get("sigmapsf")),
-                         _num(c.get("magnr")), _num(c.get("distnr")), _sign(c.get("isdiffpos"))))
+                seen.add(sid)
+            rows.append((i, index.get(s.get("band"), -1), _num(s.get("mjd")), _num(mag), _num(s.get("magErr")),
+                         _num(flux), _num(s.get("fluxErr")), _num(s.get("refMag")), _num(s.get("refDistArcsec")),
+                         1.0 if s.get("isNegative") else 0.0))
     if not rows:
         empty = np.zeros(0)
-        return empty.astype(np.int64), empty, empty, empty, empty
+        return empty.astype(np.int64), empty.astype(np.int64), empty, empty, empty, empty.astype(bool)
     arr = np.array(rows, dtype=np.float64)
-    mag = apparent_magnitude(arr[:, 3], arr[:, 5], arr[:, 6], arr[:, 7])
-    return arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], mag, arr[:, 4]
+    mag, flux, flagged = arr[:, 3], arr[:, 5], arr[:, 9] > 0
+    measured_mag = mag > 0  # a measured magnitude (ZTF-style); NaN when the survey measures flux
+    apparent = apparent_magnitude(mag, arr[:, 7], arr[:, 8], np.where(flagged, -1.0, 1.0))
+    # LSST-style: a difference flux; zero or negative has no magnitude
+    negative = ~measured_mag & ((flux <= 0) | flagged)
+    positive = ~measured_mag & (flux > 0) & ~flagged
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flux_mag = AB_ZERO_POINT_NJY - 2.5 * np.log10(np.where(positive, flux, 1.0))
+        flux_err = 2.5 / np.log(10.0) * np.abs(arr[:, 6] / np.where(positive, flux, 1.0))
+    out_mag = np.where(measured_mag, apparent, np.where(positive, flux_mag, np.nan))
+    out_err = np.where(measured_mag, arr[:, 4], np.where(positive, flux_err, np.nan))
+    keep = measured_mag | positive | negative
+    return (arr[keep, 0].astype(np.int64), arr[keep, 1].astype(np.int64), arr[keep, 2], out_mag[keep],
+            out_err[keep], negative[keep])
 
 
-def alert_features(alerts: Sequence[dict[str, Any]], min_detections: int = 1) -> dict[str, np.ndarray]:
-    """FEATURE_NAMES -> array over the batch, one row per alert."""
-    group, fid, t, mag, err = alert_detections(alerts)
-    return band_features(group, fid, t, mag, err, len(alerts), min_detections)
+def alert_features(alerts: Sequence[dict[str, Any]], min_detections: int = 1, bands: Sequence[str] = ("g", "r"),
+                   flux_survey: bool = False) -> dict[str, np.ndarray]:
+    """feature_names(bands, flux_survey) -> array over the batch, one row per alert."""
+    group, band, t, mag, err, negative = alert_detections(alerts, bands)
+    feats = band_features(group, band, t, mag, err, len(alerts), min_detections, dict(enumerate(bands)))
+    if flux_survey:
+        feats[NEGATIVE] = np.bincount(group[negative], minlength=len(alerts)).astype(np.float64)
+    return feats

@@ -1,9 +1,10 @@
-"""The step loop: poll -> decode -> validate -> process -> every sink -> commit, with retries.
+"""The step loop: poll -> resolve schemas -> decode -> validate/filter -> process -> every sink -> commit.
 
 Promises this file keeps:
 - a batch's offsets are committed only after every sink and the dead letter accepted it, and
   batches are committed in the order they were polled;
-- a sink outage is retried with exponential backoff, readiness goes false, nothing is committed;
+- a sink outage, or a schema registry that cannot answer, is retried with exponential backoff,
+  readiness goes false, nothing is committed;
 - on stop (SIGTERM) a batch is either finished and committed whole, or abandoned uncommitted.
 
 Three batches overlap: while batch N is written to the sinks (all sinks at once, each in its
@@ -15,16 +16,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from step_runtime.step.errors import DecodeError
+from step_runtime.step.avro.decoders import NO_SCHEMAS, Schemas
+from step_runtime.step.avro.framing import schema_ids
+from step_runtime.step.avro.schemas import SchemaCache
+from step_runtime.step.decode import Decoder, inline_decode_many
+from step_runtime.step.errors import DecodeError, SinkUnavailable
 from step_runtime.step.messages import DeadLetter, Message
 from step_runtime.step.observe import Health, StepMetrics
 from step_runtime.step.processors import Processor
-from step_runtime.step.errors import SinkUnavailable
-from step_runtime.step.validate import ValidationError, validate_alert
+from step_runtime.step.validate import AlertGate, ValidationError
 
 log = logging.getLogger("alertops.step")
 LOOKAHEAD_POLL_MS = 50
@@ -37,6 +42,7 @@ class RunSummary:
     messages_in: int = 0
     outputs: int = 0
     dead_letters: int = 0
+    filtered: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     stopped_by_signal: bool = False
     preview: list[dict[str, Any]] = field(default_factory=list)
@@ -49,7 +55,7 @@ class InFlight:
     messages: list[Message]
     started: float   # monotonic time its first poll began
     polled: float
-    decoded: Callable[[], list[Any]]  # waits for and returns a record or DecodeError per message
+    decoded: Callable[[], list[Any]]  # waits for and returns the records, or a DecodeError, of each message
 
 
 @dataclass
@@ -57,44 +63,52 @@ class Delivery:
     """A processed batch whose writes to the sinks are under way."""
 
     batch: InFlight
+    result: "Transformed"
+    transformed: float
+    written: "Future[dict[str, float] | None]"  # each sink's write time (ms) once all accepted; None if stopped first
+
+
+@dataclass
+class Transformed:
+    """What became of a batch's messages: outputs, dead letters, and alerts filtered out by reason."""
+
     outputs: list[dict[str, Any]]
     dead: list[DeadLetter]
-    transformed: float
-    written: "Future[bool]"  # True once every sink accepted it; False if stopped first
+    filtered: Counter[str] = field(default_factory=Counter)
 
 
-def transform(messages: list[Message], decode: Callable[[bytes], dict[str, Any]] | None,
-              processor: Processor, decode_many: Callable[[list[bytes]], list[Any]] | None = None,
-              decoded: list[Any] | None = None) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
-    """Decode, validate and process a batch; every message ends as output or as a dead letter.
+def _nth(index: int, count: int, error: str) -> str:
+    """An error about one record of a message holding several (an Avro container of 10 alerts)."""
+    return error if count == 1 else f"record {index + 1} of {count}: {error}"
 
-    `decoded` (a record or DecodeError per message) skips decoding; else `decode_many` decodes
-    the whole batch at once, else `decode` is called per message.
-    """
+
+def transform(messages: list[Message], decoded: list[Any], processor: Processor,
+              gate: AlertGate | None) -> Transformed:
+    """Validate, filter and process a decoded batch (the records, or a DecodeError, of each message);
+    every message ends as outputs, dead letters or filtered alerts."""
     dead: list[DeadLetter] = []
+    filtered: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
-    origin: list[Message] = []
-    if decoded is None:
-        if decode_many is None:
-            assert decode is not None
-            from step_runtime.step.decode_pool import inline_decode_many
-            decode_many = inline_decode_many(decode)
-        decoded = decode_many([m.value for m in messages])
-    for m, rec in zip(messages, decoded):
-        if isinstance(rec, DecodeError):
-            dead.append(DeadLetter(m, "decode", str(rec)))
+    origin: list[tuple[Message, int, int]] = []  # message, index of the record in it, records in it
+    for m, recs in zip(messages, decoded):
+        if isinstance(recs, DecodeError):
+            dead.append(DeadLetter(m, "decode", str(recs)))
             continue
-        if processor.validates_alerts:
-            try:
-                validate_alert(rec)
-            except ValidationError as exc:
-                dead.append(DeadLetter(m, "validate", str(exc)))
-                continue
-        records.append(rec)
-        origin.append(m)
+        for j, rec in enumerate(recs):
+            if gate is not None:
+                try:
+                    reason = gate(rec)
+                except ValidationError as exc:
+                    dead.append(DeadLetter(m, "validate", _nth(j, len(recs), str(exc))))
+                    continue
+                if reason is not None:
+                    filtered[reason] += 1
+                    continue
+            records.append(rec)
+            origin.append((m, j, len(recs)))
     try:
         outputs, failures = processor.process(records)
-    except Exception:  # noqa: BLE001 - isolate the messages that break the batch
+    except Exception:  # noqa: BLE001 - isolate the records that break the batch
         outputs, failures = [], []
         for i, rec in enumerate(records):
             try:
@@ -103,25 +117,29 @@ def transform(messages: list[Message], decode: Callable[[bytes], dict[str, Any]]
                 failures.extend((i, err) for _, err in fail)
             except Exception as exc:  # noqa: BLE001
                 failures.append((i, f"{type(exc).__name__}: {exc}"))
-    dead.extend(DeadLetter(origin[i], "process", err) for i, err in failures)
-    return outputs, dead
+    for i, err in failures:
+        m, j, n = origin[i]
+        dead.append(DeadLetter(m, "process", _nth(j, n, err)))
+    return Transformed(outputs, dead, filtered)
 
 
 class StepRunner:
     """Runs one step until the input ends (files), it is stopped, or it has been idle too long."""
 
-    def __init__(self, *, source: Any, decode: Callable[[bytes], dict[str, Any]], processor: Processor,
+    def __init__(self, *, source: Any, decode: Decoder, processor: Processor, gate: AlertGate | None,
                  sinks: list[Any], dead_letters: Any, metrics: StepMetrics, health: Health,
                  stop: threading.Event, initial_backoff_s: float, max_backoff_s: float,
-                 exit_when_idle_s: float | None = None, preview_rows: int = 0,
-                 decode_submit: Callable[[list[bytes]], Callable[[], list[Any]]] | None = None) -> None:
+                 schemas: SchemaCache | None = None, exit_when_idle_s: float | None = None,
+                 preview_rows: int = 0,
+                 decode_submit: Callable[[list[bytes], Schemas], Callable[[], list[Any]]] | None = None) -> None:
         self.source = source
-        self.decode = decode
         # With a decode pool, the next batch is polled and its decoding started before the
         # current one is processed, written and committed: decoding overlaps the rest.
-        self.decode_submit = decode_submit
+        self.decode_submit = decode_submit or self._inline(decode)
         self.pipelined = decode_submit is not None
         self.processor = processor
+        self.gate = gate
+        self.schemas = schemas
         self.sinks = sinks
         self.dead_letters = dead_letters
         self.metrics = metrics
@@ -133,11 +151,17 @@ class StepRunner:
         self.preview_rows = preview_rows
         self.summary = RunSummary()
         self.step = metrics.step
-        self.sink_ms: dict[str, float] = {}
+        self.exhausted = False  # a bounded source (files) has given every message
         # One thread runs a batch's delivery (retries included) behind the processing of the
         # next batch; the sink pool writes to all sinks of one attempt at once.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertops-deliver")
         self._sink_pool = ThreadPoolExecutor(max_workers=len(sinks) + 1, thread_name_prefix="alertops-sink")
+
+    @staticmethod
+    def _inline(decode: Decoder) -> Callable[[list[bytes], Schemas], Callable[[], list[Any]]]:
+        """Decoding in the step process, when the batch is processed (no decode pool)."""
+        many = inline_decode_many(decode)
+        return lambda values, schemas: (lambda: many(values, schemas))
 
     # -- connecting ---------------------------------------------------------------------------
     def _with_backoff(self, what: str, attempt: Callable[[], None]) -> bool:
@@ -159,7 +183,8 @@ class StepRunner:
 
     def open(self) -> bool:
         """Connect source, sinks and dead letter (retrying); False if stopped first."""
-        for part in [self.source, *self.sinks, self.dead_letters]:
+        parts = [self.source, *self.sinks, self.dead_letters] + ([self.schemas] if self.schemas else [])
+        for part in parts:
             name = getattr(part, "name", "source")
             if not self._with_backoff(f"opening {name}", part.open):
                 return False
@@ -171,8 +196,9 @@ class StepRunner:
         self.metrics.ready.labels(self.step).set(1)
 
     # -- one batch ----------------------------------------------------------------------------
-    def deliver(self, outputs: list[dict[str, Any]], dead: list[DeadLetter]) -> bool:
-        """Hand the batch to every sink and the dead letter; True once all accepted it.
+    def deliver(self, outputs: list[dict[str, Any]], dead: list[DeadLetter]) -> dict[str, float] | None:
+        """Hand the batch to every sink and the dead letter; each one's write time (ms) once all
+        accepted it, None if stopped first.
 
         A sink that accepted is not asked again while another one is retried, so a Kafka sink
         does not produce the batch twice because PostgreSQL was down.
@@ -180,7 +206,7 @@ class StepRunner:
         pending: list[tuple[Any, list[Any]]] = [(s, outputs) for s in self.sinks]
         if dead:
             pending.append((self.dead_letters, dead))
-        self.sink_ms: dict[str, float] = {}
+        timings: dict[str, float] = {}
 
         def timed_write(writer: Any, payload: list[Any]) -> float:
             t0 = time.monotonic()
@@ -192,7 +218,7 @@ class StepRunner:
             started = [(item, self._sink_pool.submit(timed_write, *item)) for item in pending]
             for item, future in started:  # wait for all before raising: none is left writing
                 try:
-                    self.sink_ms[item[0].name] = future.result()
+                    timings[item[0].name] = future.result()
                     pending.remove(item)
                 except SinkUnavailable as exc:
                     self.metrics.sink_failures.labels(self.step, item[0].name).inc()
@@ -202,24 +228,40 @@ class StepRunner:
             if failure is not None:
                 raise failure
 
-        return self._with_backoff("writing batch", attempt)
+        return timings if self._with_backoff("writing batch", attempt) else None
 
-    def _poll(self, timeout_ms: int | None = None) -> InFlight | list[Message] | None:
-        """The next batch with its decoding under way; [] when none came; None at end of input."""
+    def _resolve(self, values: list[bytes]) -> Schemas | None:
+        """The schemas of the batch's Confluent-framed messages, by id (retried while the registry
+        cannot answer); None if stopped meanwhile."""
+        ids = schema_ids(values) if self.schemas is not None else set()
+        if not ids:
+            return NO_SCHEMAS
+        assert self.schemas is not None
+        found: dict[int, bytes | str] = {}
+        cache = self.schemas
+        if not self._with_backoff("resolving schemas", lambda: found.update(cache.resolve(ids))):
+            return None
+        return found
+
+    def _poll(self, timeout_ms: int | None = None) -> InFlight | None:
+        """The next batch with its decoding under way; None when none came (or, with
+        `self.exhausted` set, at the end of the input, or when stopped while resolving schemas)."""
         started = time.monotonic()  # batch latency runs from its first poll to its commit
         messages = self.source.poll_batch(self.stop.is_set, timeout_ms)
+        if messages is None:
+            self.exhausted = True
+            return None
         if not messages:
-            return messages
+            return None
         self.metrics.messages_in.labels(self.step).inc(len(messages))
         self.summary.messages_in += len(messages)
         values = [m.value for m in messages]
-        if self.decode_submit is not None:
-            decoded = self.decode_submit(values)
-        else:
-            from step_runtime.step.decode_pool import inline_decode_many
-            many = inline_decode_many(self.decode)  # type: ignore[arg-type]
-            decoded = lambda: many(values)  # noqa: E731 - decoded when the batch is processed
-        return InFlight(messages, started, time.monotonic(), decoded)
+        schemas = self._resolve(values)
+        if schemas is None:
+            log.info("stopping: abandoning a batch whose schemas were being resolved (not committed)",
+                     extra={"fields": {"messages": len(messages)}})
+            return None
+        return InFlight(messages, started, time.monotonic(), self.decode_submit(values, schemas))
 
     def run(self) -> RunSummary:
         """The loop. Returns when the input ends, on stop, or after exit_when_idle_s without input."""
@@ -233,15 +275,15 @@ class StepRunner:
             self.health.beat()
             self._update_lag()
             if ahead is None:
-                polled = self._poll()
-                if polled is None:
+                ahead = self._poll()
+                if self.exhausted:
                     log.info("input exhausted")
                     break
                 if self.stop.is_set():
                     log.info("stopping: abandoning the batch being polled (not committed)",
-                             extra={"fields": {"messages": len(polled.messages) if isinstance(polled, InFlight) else 0}})
+                             extra={"fields": {"messages": len(ahead.messages) if ahead else 0}})
                     break
-                if not isinstance(polled, InFlight):
+                if ahead is None:
                     # Nothing new: finish the batch being written rather than hold its commit.
                     if writing is not None:
                         ok, writing = self._complete(writing), None
@@ -251,14 +293,11 @@ class StepRunner:
                         log.info("idle; exiting", extra={"fields": {"idle_s": self.exit_when_idle_s}})
                         break
                     continue
-                ahead = polled
             batch, ahead = ahead, None
             if self.pipelined:
                 # A short poll: a quiet topic must not delay this batch's commit by a full timeout.
-                nxt = self._poll(LOOKAHEAD_POLL_MS)
-                if isinstance(nxt, InFlight):
-                    ahead = nxt
-            outputs, dead = transform(batch.messages, self.decode, self.processor, decoded=batch.decoded())
+                ahead = self._poll(LOOKAHEAD_POLL_MS)
+            result = transform(batch.messages, batch.decoded(), self.processor, self.gate)
             transformed = time.monotonic()
             if writing is not None:
                 ok, writing = self._complete(writing), None
@@ -266,8 +305,8 @@ class StepRunner:
                     self._abandon(batch, ahead)
                     ahead = None
                     break
-            writing = Delivery(batch, outputs, dead, transformed,
-                               self._writer.submit(self.deliver, outputs, dead))
+            writing = Delivery(batch, result, transformed,
+                               self._writer.submit(self.deliver, result.outputs, result.dead))
             idle_since = time.monotonic()
         if writing is not None:
             # Stopping or at the end: a batch already handed to the sinks is finished and
@@ -288,7 +327,8 @@ class StepRunner:
     def _complete(self, delivery: Delivery) -> bool:
         """Wait for a batch's writes, then commit it; False if stopped during sink retries."""
         messages = delivery.batch.messages
-        if not delivery.written.result():
+        sink_ms = delivery.written.result()
+        if sink_ms is None:
             log.info("stopping: batch abandoned during sink retries (not committed)",
                      extra={"fields": {"messages": len(messages)}})
             self.summary.stopped_by_signal = True
@@ -296,13 +336,16 @@ class StepRunner:
         delivered = time.monotonic()
         self.source.commit(messages)
         self._set_ready()
-        batch, outputs, dead = delivery.batch, delivery.outputs, delivery.dead
+        batch, outputs, dead = delivery.batch, delivery.result.outputs, delivery.result.dead
         elapsed = time.monotonic() - batch.started
         self.metrics.batch_seconds.labels(self.step).observe(elapsed)
         self.metrics.batches.labels(self.step).inc()
         self.metrics.messages_out.labels(self.step).inc(len(outputs))
         for d in dead:
             self.metrics.dead_letters.labels(self.step, d.stage).inc()
+        for reason, n in delivery.result.filtered.items():
+            self.metrics.filtered.labels(self.step, reason).inc(n)
+        self.summary.filtered.update(delivery.result.filtered)
         self.summary.outputs += len(outputs)
         self.summary.dead_letters += len(dead)
         self.summary.batches += 1
@@ -310,8 +353,9 @@ class StepRunner:
             self.summary.preview.extend(outputs[: self.preview_rows - len(self.summary.preview)])
         log.info("batch committed", extra={"fields": {
             "messages": len(messages), "outputs": len(outputs), "dead_letters": len(dead),
+            "filtered": dict(delivery.result.filtered),
             "batch_ms": round(elapsed * 1000, 1), "poll_ms": round((batch.polled - batch.started) * 1000, 1),
-            "process_ms": round((delivery.transformed - batch.polled) * 1000, 1), "sink_ms": self.sink_ms,
+            "process_ms": round((delivery.transformed - batch.polled) * 1000, 1), "sink_ms": sink_ms,
             "wait_ms": round((delivered - delivery.transformed) * 1000, 1),
             "commit_ms": round((time.monotonic() - delivered) * 1000, 1)}})
         return True

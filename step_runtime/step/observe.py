@@ -58,6 +58,8 @@ class StepMetrics:
         self.lag = Gauge("alertops_step_consumer_lag", "Messages behind the high watermark.",
                          [*labels, "topic", "partition"], registry=r)
         self.ready = Gauge("alertops_step_ready", "1 when the step is ready.", labels, registry=r)
+        self.filtered = Counter("alertops_step_alerts_filtered_total",
+                                "Good alerts the step's alertFilter left out, by reason.", [*labels, "reason"], registry=r)
 
 
 class Health:

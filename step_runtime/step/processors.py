@@ -1,7 +1,10 @@
 """Processors: a batch of records in, output records and per-message failures out.
 
 Each processor works on the whole batch at once (numpy arrays, one predict/match call) and
-reports a failure per message only for what cannot be computed for that message.
+reports a failure per message only for what cannot be computed for that message. Alert processors
+(features, model on alerts, crossmatch) read the alert model (alert_model) of any survey and
+declare in `reads` the alert fields they use: the decoder builds exactly those. The python
+processor, and a model reading features from messages, get whole records (`reads` None).
 """
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ import numpy as np
 
 from step_runtime.spec.pipelinestep import (CrossmatchProcessor, FeaturesProcessor, ModelProcessor,
                                             ProcessorSpec, PythonProcessor)
-from step_runtime.step.features import alert_features
-from step_runtime.step.model import load_pinned_model, model_feature_names, ranked_probabilities
+from step_runtime.step import features
+from step_runtime.step.alert_model import Survey
+from step_runtime.step.model import ModelError, load_pinned_model, model_feature_names, ranked_probabilities
 
 Failure = tuple[int, str]  # (index in the batch's records, error)
 
@@ -24,19 +28,25 @@ Failure = tuple[int, str]  # (index in the batch's records, error)
 class Processor(Protocol):
     """What the step loop needs from a processor."""
 
-    validates_alerts: bool  # True: records must pass validate_alert before process()
+    reads: frozenset[str] | None  # the alert fields it reads; None: whole records (no alert validation)
 
     def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
         """Outputs for the batch, and the records that failed (by index) with their error."""
         ...
 
 
-def _identity(records: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    """oid, candid, ra, dec, jd of validated alerts, as columns."""
-    cands = [r["candidate"] for r in records]
-    return {"oid": [r["objectId"] for r in records], "candid": [r["candid"] for r in records],
-            "ra": [float(c["ra"]) for c in cands], "dec": [float(c["dec"]) for c in cands],
-            "jd": [float(c["jd"]) for c in cands]}
+# Identity columns a features message may carry, whichever survey wrote it (alert_model identity).
+MESSAGE_IDENTITY = ("survey", "oid", "candid", "diaSourceId")
+
+
+def _need_survey(survey: Survey | None, what: str) -> Survey:
+    if survey is None:
+        raise ValueError(f"spec.processor.{what} reads alerts: the source format must be ztf-avro or lsst-avro")
+    return survey
+
+
+def _flux_survey(survey: Survey) -> bool:
+    return survey.measured[0] == "flux"
 
 
 def _rows(columns: dict[str, Sequence[Any]], n: int) -> list[dict[str, Any]]:
@@ -46,33 +56,42 @@ def _rows(columns: dict[str, Sequence[Any]], n: int) -> list[dict[str, Any]]:
 
 
 class FeaturesStep:
-    """Light-curve features per alert (see step_runtime.step.features)."""
+    """Light-curve features per alert over the survey's bands (see step_runtime.step.features)."""
 
-    validates_alerts = True
+    reads = features.READS
 
-    def __init__(self, spec: FeaturesProcessor) -> None:
+    def __init__(self, spec: FeaturesProcessor, survey: Survey | None) -> None:
+        self.survey = _need_survey(survey, "features")
         self.min_detections = spec.min_detections
 
     def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
         if not records:
             return [], []
-        cols: dict[str, Sequence[Any]] = _identity(records)
-        cols.update(alert_features(records, self.min_detections))
+        cols: dict[str, Sequence[Any]] = self.survey.identity(records)
+        cols.update(features.alert_features(records, self.min_detections, self.survey.bands,
+                                            _flux_survey(self.survey)))
         return _rows(cols, len(records)), []
 
 
 class ModelStep:
     """Every class probability of a pinned classifier, with its ranking."""
 
-    def __init__(self, spec: ModelProcessor, base_dir: Path) -> None:
+    def __init__(self, spec: ModelProcessor, base_dir: Path, survey: Survey | None) -> None:
         path = Path(spec.path)
         path = path if path.is_absolute() else base_dir / path
+        self.from_alert = spec.features_from == "alert"
+        self.survey = _need_survey(survey, "model (featuresFrom: alert)") if self.from_alert else None
         self.model = load_pinned_model(path, spec.sha256)
         self.features = model_feature_names(self.model, spec.features)
         self.name = spec.classifier_name
         self.version = spec.classifier_version
-        self.from_alert = spec.features_from == "alert"
-        self.validates_alerts = self.from_alert
+        self.reads: frozenset[str] | None = features.READS if self.from_alert else None
+        if self.survey is not None:
+            produced = features.feature_names(self.survey.bands, _flux_survey(self.survey))
+            missing = [n for n in self.features if n not in produced]
+            if missing:
+                raise ModelError(f"spec.processor.model: the model needs features {missing} that the features of "
+                                 f"{self.survey.name} alerts do not include (they are: {', '.join(produced)})")
         self.classes = [str(c) for c in self.model.classes_]
         from threadpoolctl import ThreadpoolController
 
@@ -93,19 +112,20 @@ class ModelStep:
     def _matrix(self, records: list[dict[str, Any]]) -> tuple[Any, dict[str, list[Any]], list[Failure]]:
         import pandas as pd
 
-        if self.from_alert:
-            feats = alert_features(records)
-            return pd.DataFrame({n: feats[n] for n in self.features}), _identity(records), []
+        if self.survey is not None:
+            feats = features.alert_features(records, 1, self.survey.bands, _flux_survey(self.survey))
+            return pd.DataFrame({n: feats[n] for n in self.features}), self.survey.identity(records), []
         failures: list[Failure] = []
-        ids: dict[str, list[Any]] = {"oid": [], "candid": []}
+        keys = [k for k in MESSAGE_IDENTITY if k == "oid" or any(k in r for r in records)]
+        ids: dict[str, list[Any]] = {k: [] for k in keys}
         rows = []
         for i, r in enumerate(records):
             oid = r.get("oid", r.get("objectId"))
             if not isinstance(oid, str) or not oid:
                 failures.append((i, f"oid: missing or empty (got {oid!r}), expected the object id"))
                 continue
-            ids["oid"].append(oid)
-            ids["candid"].append(r.get("candid"))
+            for k in keys:
+                ids[k].append(oid if k == "oid" else r.get(k))
             rows.append([_as_float(r.get(n)) for n in self.features])
         return pd.DataFrame(rows, columns=self.features, dtype=float), ids, failures
 
@@ -162,10 +182,12 @@ def _predict_row_by_row(model: Any, X: Any) -> tuple[np.ndarray, list[Failure]]:
 class CrossmatchStep:
     """Nearest catalog object within a radius, using the shared SkyIndex (built once)."""
 
-    validates_alerts = True
+    reads = frozenset({"source.sourceId", "source.ra", "source.dec", "source.mjd"})
 
-    def __init__(self, spec: CrossmatchProcessor, base_dir: Path) -> None:
+    def __init__(self, spec: CrossmatchProcessor, base_dir: Path, survey: Survey | None) -> None:
         from step_runtime.crossmatch import SkyIndex
+
+        self.survey = _need_survey(survey, "crossmatch")
 
         path = Path(spec.catalog)
         path = path if path.is_absolute() else base_dir / path
@@ -200,7 +222,7 @@ class CrossmatchStep:
     def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
         if not records:
             return [], []
-        cols: dict[str, Sequence[Any]] = _identity(records)
+        cols: dict[str, Sequence[Any]] = self.survey.identity(records)
         cols.update(self.match_arrays(np.asarray(cols["ra"]), np.asarray(cols["dec"])))
         return _rows(cols, len(records)), []
 
@@ -223,13 +245,11 @@ def read_catalog(path: Path, columns: list[str]) -> Any:
 
 
 class PythonStep:
-    """A user's module:function(records, config) -> list[dict], called once per batch.
+    """A user's module:function(records, config) -> list[dict], called once per batch with whole
+    decoded records (cutouts included). If the call raises for the batch, the step loop calls it
+    again record by record, so only the records that fail go to the dead letter."""
 
-    If the call raises for the batch, it is called again message by message so only the
-    messages that fail go to the dead letter.
-    """
-
-    validates_alerts = False
+    reads = None
 
     def __init__(self, spec: PythonProcessor, base_dir: Path) -> None:
         if spec.path:
@@ -257,28 +277,18 @@ class PythonStep:
     def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
         if not records:
             return [], []
-        try:
-            return self._call(records), []
-        except Exception:  # noqa: BLE001 - retry one by one to isolate the bad messages
-            pass
-        outputs: list[dict[str, Any]] = []
-        failures: list[Failure] = []
-        for i, r in enumerate(records):
-            try:
-                outputs.extend(self._call([r]))
-            except Exception as exc:  # noqa: BLE001
-                failures.append((i, f"{type(exc).__name__}: {exc}"))
-        return outputs, failures
+        return self._call(records), []
 
 
-def build_processor(spec: ProcessorSpec, base_dir: Path) -> Processor:
-    """The processor the spec chooses; relative paths resolve against the manifest's folder."""
+def build_processor(spec: ProcessorSpec, base_dir: Path, survey: Survey | None) -> Processor:
+    """The processor the spec chooses, for alerts of `survey` (None: the source carries messages);
+    relative paths resolve against the manifest's folder."""
     if spec.features is not None:
-        return FeaturesStep(spec.features)
+        return FeaturesStep(spec.features, survey)
     if spec.model is not None:
-        return ModelStep(spec.model, base_dir)
+        return ModelStep(spec.model, base_dir, survey)
     if spec.crossmatch is not None:
-        return CrossmatchStep(spec.crossmatch, base_dir)
+        return CrossmatchStep(spec.crossmatch, base_dir, survey)
     if spec.python is not None:
         return PythonStep(spec.python, base_dir)
     raise ValueError("spec.processor: no processor chosen")

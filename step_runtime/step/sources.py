@@ -194,3 +194,26 @@ def build_source(spec: Any, base_dir: Path) -> Any:
     if spec.kafka is not None:
         return KafkaBatchSource(spec.kafka)
     return FileReplaySource(spec.files, base_dir)
+
+
+def build_schema_cache(spec: Any, base_dir: Path) -> Any:
+    """Where the source's Confluent-framed messages find their schemas (schemaRegistry or schemaDir;
+    neither: such messages are dead letters saying so)."""
+    from step_runtime.step.avro.registry import RegistryClient
+    from step_runtime.step.avro.schemas import SchemaCache, SchemaDirectory
+    from step_runtime.step.secrets import secret_value
+
+    kind = "kafka" if isinstance(spec, KafkaSource) else "files"
+    if spec.schema_dir is not None:
+        root = Path(spec.schema_dir)
+        root = root if root.is_absolute() else base_dir / root
+        if not root.is_dir():
+            raise ValueError(f"spec.source.{kind}.schemaDir: {root} is not a folder")
+        return SchemaCache(SchemaDirectory(root))
+    reg = spec.schema_registry
+    if reg is not None:
+        field = f"spec.source.{kind}.schemaRegistry"
+        user = secret_value(reg.username, f"{field}.username") if reg.username else None
+        password = secret_value(reg.password, f"{field}.password") if reg.password else None
+        return SchemaCache(RegistryClient(reg.url, user, password, reg.timeout_ms / 1000.0))
+    return SchemaCache(None)

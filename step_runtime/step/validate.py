@@ -1,8 +1,23 @@
-"""Validation of decoded alerts: what a processor needs to be able to trust."""
+"""What every alert processor can trust, and which alerts a step leaves out on purpose.
+
+`validate_alert` checks a decoded alert (alert_model) and names the packet's own field in its
+error (candidate.fid for ZTF, diaSource.band for LSST): the error becomes the dead letter's.
+`AlertGate` validates, then applies the step's alert filter: solar-system alerts skipped by default
+(variable-star and transient classifiers have nothing to say about asteroids), and alerts under
+a minimum real/bogus reliability. Filtered alerts are counted, not dead-lettered: they are good
+alerts this step does not want.
+"""
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from step_runtime.step.alert_model import Survey
+
+# The alert fields validation reads (the decoder builds them for every alert processor).
+VALIDATED_FIELDS = frozenset({"survey", "oid", "solarSystem", "source.sourceId", "source.ra", "source.dec",
+                              "source.mjd", "source.band", "source.mag", "source.magErr", "source.flux",
+                              "source.fluxErr", "detections"})
 
 
 class ValidationError(ValueError):
@@ -15,33 +30,60 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def validate_alert(record: dict[str, Any]) -> None:
+def validate_alert(alert: dict[str, Any], survey: Survey) -> None:
     """Check the fields every alert processor relies on; raise ValidationError naming the field.
 
-    objectId (non-empty string), candid (integer), candidate.{ra in [0, 360), dec in [-90, 90],
-    jd, magpsf, sigmapsf finite, fid 1..3}.
+    oid (non-empty), source (a record) with sourceId (integer), ra in [0, 360), dec in [-90, 90],
+    mjd finite, a band of the survey, and the survey's measurement (ZTF magpsf and sigmapsf, LSST
+    psfFlux and psfFluxErr) finite; detections a list or null.
     """
-    oid = record.get("objectId")
+    d = survey.describe
+    oid = alert.get("oid")
     if not isinstance(oid, str) or not oid:
-        raise ValidationError(f"objectId: missing or empty (got {oid!r}), expected a ZTF object id")
-    candid = record.get("candid")
-    if isinstance(candid, bool) or not isinstance(candid, int):
-        raise ValidationError(f"candid: expected an integer (got {candid!r})")
-    cand = record.get("candidate")
-    if not isinstance(cand, dict):
-        raise ValidationError("candidate: missing, expected a record")
-    ra, dec = _number(cand.get("ra")), _number(cand.get("dec"))
+        raise ValidationError(f"{d('oid')}: missing or empty (got {oid!r}), expected {survey.oid_expected}")
+    src = alert.get("source")
+    if not isinstance(src, dict):
+        raise ValidationError(f"{d('source')}: missing, expected a record")
+    sid = src.get("sourceId")
+    if isinstance(sid, bool) or not isinstance(sid, int):
+        raise ValidationError(f"{d('source.sourceId')}: expected an integer (got {sid!r})")
+    ra, dec = _number(src.get("ra")), _number(src.get("dec"))
     if ra is None or not math.isfinite(ra) or not 0.0 <= ra < 360.0:
-        raise ValidationError(f"candidate.ra: expected degrees in [0, 360) (got {cand.get('ra')!r})")
+        raise ValidationError(f"{d('source.ra')}: expected degrees in [0, 360) (got {src.get('ra')!r})")
     if dec is None or not math.isfinite(dec) or not -90.0 <= dec <= 90.0:
-        raise ValidationError(f"candidate.dec: expected degrees in [-90, 90] (got {cand.get('dec')!r})")
-    for name in ("jd", "magpsf", "sigmapsf"):
-        v = _number(cand.get(name))
+        raise ValidationError(f"{d('source.dec')}: expected degrees in [-90, 90] (got {src.get('dec')!r})")
+    for name in ("mjd", *survey.measured):
+        v = _number(src.get(name))
         if v is None or not math.isfinite(v):
-            raise ValidationError(f"candidate.{name}: expected a finite number (got {cand.get(name)!r})")
-    fid = cand.get("fid")
-    if fid not in (1, 2, 3):
-        raise ValidationError(f"candidate.fid: expected 1 (g), 2 (r) or 3 (i) (got {fid!r})")
-    prv = record.get("prv_candidates")
+            # only None, NaN and infinities get here: the same before and after a unit conversion
+            raise ValidationError(f"{d('source.' + name)}: expected a finite number (got {src.get(name)!r})")
+    band = src.get("band")
+    if band not in survey.band_codes:
+        codes = list(survey.band_codes.values())
+        expected = ", ".join(codes[:-1]) + " or " + codes[-1]
+        raise ValidationError(f"{d('source.band')}: expected {expected} (got {band!r})")
+    prv = alert.get("detections")
     if prv is not None and not isinstance(prv, list):
-        raise ValidationError(f"prv_candidates: expected a list or null (got {type(prv).__name__})")
+        raise ValidationError(f"{d('detections')}: expected a list or null (got {type(prv).__name__})")
+
+
+class AlertGate:
+    """Validation, then the step's alert filter; `reads` are the alert fields both need."""
+
+    def __init__(self, survey: Survey, min_reliability: float | None = None, solar_system: str = "skip") -> None:
+        self.survey = survey
+        self.min_reliability = min_reliability
+        self.skip_solar_system = solar_system == "skip"
+        self.reads = VALIDATED_FIELDS | ({"source.reliability"} if min_reliability is not None else set())
+
+    def __call__(self, alert: dict[str, Any]) -> str | None:
+        """None for an alert to process; the reason ("solar_system", "reliability") for one the
+        step leaves out. Raises ValidationError for an alert that is not usable."""
+        validate_alert(alert, self.survey)
+        if self.skip_solar_system and alert.get("solarSystem"):
+            return "solar_system"
+        if self.min_reliability is not None:
+            r = _number(alert["source"].get("reliability"))
+            if r is None or not r >= self.min_reliability:  # no score: not shown to be real
+                return "reliability"
+        return None

@@ -7,11 +7,12 @@ import numpy as np
 
 from step_runtime.crossmatch import angular_separation_deg
 from step_runtime.spec.pipelinestep import CrossmatchProcessor
+from step_runtime.step.alert_model import ZTF
 from step_runtime.step.processors import CrossmatchStep
 
 
 def _alert(i: int, ra: float, dec: float) -> dict:
-    return {"objectId": f"ZTF{i:09d}", "candid": i, "candidate": {"ra": ra, "dec": dec, "jd": 2460000.5}}
+    return {"oid": f"ZTF{i:09d}", "source": {"sourceId": i, "ra": ra, "dec": dec, "mjd": 60000.0}}
 
 
 def test_processor_prepares_its_index_and_matches(tmp_path: Path) -> None:
@@ -22,7 +23,7 @@ def test_processor_prepares_its_index_and_matches(tmp_path: Path) -> None:
     lines = ["id,ra,dec,name"] + [f"{i},{float(ra[i])!r},{float(dec[i])!r},obj{i}" for i in range(n)]
     (tmp_path / "cat.csv").write_text("\n".join(lines) + "\n")
     step = CrossmatchStep(CrossmatchProcessor(catalog="cat.csv", id_column="id", columns=["name"],
-                                              radius_arcsec=2.0), tmp_path)
+                                              radius_arcsec=2.0), tmp_path, ZTF)
     assert step.index._zones  # built at start, not in the first batch
 
     # Alerts 1" north of catalog rows 0..99, then 100 alerts far (> 1 degree) from the catalog rows.

@@ -1,36 +1,63 @@
-"""Decoding in worker processes gives the same records (projected) and the same errors as inline."""
+"""Decoding in worker processes gives the same alerts and the same errors as inline, and survives workers dying."""
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
-from step_runtime.step.decode import decode_ztf_avro
-from step_runtime.step.errors import DecodeError
-from step_runtime.step.decode import project_alert
+from step_runtime.step.alert_model import ALL_FIELDS
+from step_runtime.step.decode import alerts_of
 from step_runtime.step.decode_pool import DecodePool
-from step_runtime.step.features import alert_features
+from step_runtime.step.errors import DecodeError
 
 ALERTS = Path(__file__).resolve().parents[2] / "examples" / "data" / "alerts"
 
 
+def _expected(value: bytes) -> object:
+    try:
+        return alerts_of(value)
+    except DecodeError as exc:
+        return exc
+
+
 def test_pool_matches_inline_decoding_and_keeps_errors_in_place() -> None:
     values = [p.read_bytes() for p in sorted(ALERTS.glob("*.avro"))]
-    pool = DecodePool("ztf-avro", None, workers=2, project=True)
+    pool = DecodePool("ztf-avro", None, workers=2, fields=ALL_FIELDS)
     try:
-        got = pool.decode_many(values)
+        got = pool.decode_many(values, {})
     finally:
         pool.close()
     assert len(got) == len(values)
-    for value, rec in zip(values, got):
-        try:
-            expected = project_alert(decode_ztf_avro(value))
-        except DecodeError:
-            assert isinstance(rec, DecodeError)
-            continue
-        assert rec == expected
-    good = [r for r in got if not isinstance(r, DecodeError)]
-    assert len(good) == 10
-    # the projection keeps everything the features read
-    full = [decode_ztf_avro(v) for v in values if b"corrupt" not in v[:0] and v[:4] == b"Obj\x01"]
-    a, b = alert_features(full), alert_features(good)
-    for name in a:
-        assert ((a[name] == b[name]) | ((a[name] != a[name]) & (b[name] != b[name]))).all(), name
+    for value, recs in zip(values, got):
+        want = _expected(value)
+        if isinstance(want, DecodeError):
+            assert isinstance(recs, DecodeError) and str(recs) == str(want)
+        else:
+            assert recs == want
+    assert sum(1 for r in got if not isinstance(r, DecodeError)) == 10
+
+
+def test_a_killed_worker_loses_nothing_and_the_pool_goes_on() -> None:
+    values = [p.read_bytes() for p in sorted(ALERTS.glob("[0-9]*.avro"))] * 20
+    pool = DecodePool("ztf-avro", None, workers=2, fields=ALL_FIELDS)
+    try:
+        assert len(pool.decode_many(values[:4], {})) == 4  # workers are up
+        pending = pool.submit(values, {})
+        for pid in pool.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        got = pending()
+        assert [g == alerts_of(v) for g, v in zip(got, values)] == [True] * len(values)
+        assert pool.decode_many(values[:3], {}) == [alerts_of(v) for v in values[:3]]  # a fresh pool
+    finally:
+        pool.close()
+
+
+def test_a_message_that_kills_its_worker_becomes_a_decode_error() -> None:
+    good = (ALERTS / "1661382530015060001.avro").read_bytes()
+    pool = DecodePool("ztf-avro", None, workers=1, fields=ALL_FIELDS)
+    try:
+        got = pool._one_by_one([good, b"\x00" * 3, good], {})
+        assert got[0] == alerts_of(good) and got[2] == alerts_of(good)
+        assert isinstance(got[1], DecodeError)  # an ordinary decode error, the worker lives
+    finally:
+        pool.close()

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from step_runtime.step.decode import decode_ztf_avro
-from step_runtime.step.features import FEATURE_NAMES, alert_features, apparent_magnitude, band_features
+from step_runtime.step.decode import alerts_of
+from step_runtime.step.features import FEATURE_NAMES, alert_features, apparent_magnitude, band_features, feature_names
 
 ALERTS = Path(__file__).resolve().parents[2] / "examples" / "data" / "alerts"
 
@@ -72,7 +72,7 @@ def test_apparent_magnitude_uses_reference_flux_only_when_near() -> None:
 
 
 def test_batch_equals_one_alert_at_a_time_on_real_packets() -> None:
-    alerts = [decode_ztf_avro(p.read_bytes()) for p in sorted(ALERTS.glob("[0-9]*.avro"))]
+    alerts = [alerts_of(p.read_bytes())[0] for p in sorted(ALERTS.glob("[0-9]*.avro"))]
     batch = alert_features(alerts)
     for i, alert in enumerate(alerts):
         single = alert_features([alert])
@@ -80,10 +80,48 @@ def test_batch_equals_one_alert_at_a_time_on_real_packets() -> None:
             a, b = batch[name][i], single[name][0]
             assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b), name
     # ZTF17aaajnnn has 29 g and 34 r detections in its 30-day history
-    idx = [a.get("objectId") for a in alerts].index("ZTF17aaajnnn")
+    idx = [a["oid"] for a in alerts].index("ZTF17aaajnnn")
     assert batch["n_det_g"][idx] == 29 and batch["n_det_r"][idx] == 34
 
 
 def test_empty_batch() -> None:
     f = alert_features([])
     assert all(len(v) == 0 for v in f.values())
+
+
+def _lsst(fluxes: list[tuple[str, float, float]], negative: list[bool] | None = None) -> dict:
+    """An LSST alert whose detections (band, mjd, flux in nJy) are given, the last one triggering."""
+    srcs = [{"sourceId": i, "mjd": t, "band": b, "mag": None, "magErr": None, "flux": f, "fluxErr": 0.1 * abs(f) or 1.0,
+             "isNegative": (negative or [False] * len(fluxes))[i], "refMag": None, "refDistArcsec": None}
+            for i, (b, t, f) in enumerate(fluxes)]
+    return {"survey": "lsst", "oid": "1", "source": srcs[-1], "detections": srcs[:-1]}
+
+
+def test_lsst_fluxes_become_ab_magnitudes_over_ugrizy() -> None:
+    names = feature_names("ugrizy", flux_survey=True)
+    assert names[:2] == ("n_det_u", "mean_mag_u") and "g_r_mean" in names and names[-1] == "n_negative"
+    # 3631 Jy = 3.631e12 nJy is AB magnitude 0; 1e4 nJy is 21.4
+    alert = _lsst([("g", 60000.0, 1e4), ("g", 60001.0, 3.631e12), ("y", 60002.0, 1e4)])
+    f = alert_features([alert], bands="ugrizy", flux_survey=True)
+    assert set(f) == set(names)
+    assert f["n_det_g"][0] == 2 and f["n_det_y"][0] == 1 and f["n_det_u"][0] == 0
+    assert f["min_mag_g"][0] == pytest.approx(31.4 - 2.5 * math.log10(3.631e12), abs=1e-9)
+    assert f["max_mag_g"][0] == pytest.approx(21.4) and f["last_mag_y"][0] == pytest.approx(21.4)
+    # magErr = 2.5 / ln 10 * fluxErr / flux = 1.0857 * 0.1
+    assert f["mean_magerr_y"][0] == pytest.approx(2.5 / math.log(10) * 0.1)
+    assert f["n_negative"][0] == 0 and math.isnan(f["mean_mag_u"][0])
+
+
+def test_negative_differences_are_left_out_of_magnitudes_and_counted() -> None:
+    alert = _lsst([("r", 60000.0, -500.0), ("r", 60001.0, 0.0), ("r", 60002.0, 800.0), ("r", 60003.0, 900.0)],
+                  negative=[True, False, True, False])
+    f = alert_features([alert], bands="ugrizy", flux_survey=True)
+    assert f["n_det_r"][0] == 1  # 800 nJy is flagged isNegative: not trusted either
+    assert f["n_negative"][0] == 3
+    assert f["last_mag_r"][0] == pytest.approx(31.4 - 2.5 * math.log10(900.0))
+
+
+def test_ztf_features_are_unchanged_by_the_alert_model() -> None:
+    # the features of ZTF alerts keep their names, and no n_negative column appears
+    alerts = [alerts_of(p.read_bytes())[0] for p in sorted(ALERTS.glob("[0-9]*.avro"))]
+    assert tuple(alert_features(alerts)) == FEATURE_NAMES

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from step_runtime.spec.pipelinestep import ModelProcessor
-from step_runtime.step.decode import decode_ztf_avro
+from step_runtime.step.alert_model import LSST, ZTF
+from step_runtime.step.decode import alerts_of
 from step_runtime.step.model import ModelError, file_sha256, load_pinned_model, ranked_probabilities
 from step_runtime.step.processors import ModelStep
 
@@ -49,8 +50,8 @@ def test_ranking_is_one_for_the_most_probable() -> None:
 
 def test_model_step_outputs_every_class_for_real_alerts() -> None:
     spec = ModelProcessor(path=str(MODEL), sha256=pinned(), classifier_name="demo", classifier_version="0.1.0")
-    step = ModelStep(spec, ROOT)
-    alerts = [decode_ztf_avro(p.read_bytes()) for p in sorted((ROOT / "examples/data/alerts").glob("[0-9]*.avro"))
+    step = ModelStep(spec, ROOT, ZTF)
+    alerts = [alerts_of(p.read_bytes())[0] for p in sorted((ROOT / "examples/data/alerts").glob("[0-9]*.avro"))
               if "proto" not in p.name]
     outputs, failures = step.process(alerts)
     assert failures == [] and len(outputs) == len(alerts)
@@ -65,7 +66,26 @@ def test_model_step_outputs_every_class_for_real_alerts() -> None:
 def test_features_from_message_dead_letters_rows_without_oid() -> None:
     spec = ModelProcessor(path=str(MODEL), sha256=pinned(), classifier_name="demo", classifier_version="0.1.0",
                           features_from="message")
-    step = ModelStep(spec, ROOT)
+    step = ModelStep(spec, ROOT, None)
     outputs, failures = step.process([{"oid": "ZTF1", "mean_mag_g": 17.0}, {"mean_mag_g": 18.0}])
     assert [o["oid"] for o in outputs] == ["ZTF1"]
     assert failures and failures[0][0] == 1 and "oid" in failures[0][1]
+
+
+def test_the_demo_model_classifies_lsst_alerts_from_their_g_and_r_fluxes() -> None:
+    spec = ModelProcessor(path=str(MODEL), sha256=pinned(), classifier_name="demo", classifier_version="0.1.0")
+    step = ModelStep(spec, ROOT, LSST)
+    srcs = [{"sourceId": i, "ra": 10.0, "dec": 5.0, "mjd": 60000.0 + i, "band": "gr"[i % 2], "mag": None, "magErr": None,
+             "flux": 5000.0 + 300 * (i % 3), "fluxErr": 50.0, "isNegative": False, "refMag": None, "refDistArcsec": None}
+            for i in range(12)]
+    alert = {"survey": "lsst", "oid": "170", "source": srcs[-1], "detections": srcs[:-1]}
+    outputs, failures = step.process([alert])
+    assert failures == [] and outputs[0]["oid"] == "170" and outputs[0]["survey"] == "lsst"
+    assert outputs[0]["diaSourceId"] == 11 and outputs[0]["class_name"] in step.classes
+
+
+def test_a_model_needing_features_the_survey_lacks_is_refused_at_start() -> None:
+    spec = ModelProcessor(path=str(MODEL), sha256=pinned(), classifier_name="demo", classifier_version="0.1.0",
+                          features_from="alert")
+    with pytest.raises(ValueError, match="reads alerts: the source format must be ztf-avro or lsst-avro"):
+        ModelStep(spec, ROOT, None)

@@ -88,26 +88,28 @@ def test_python_processor_dead_letters_only_the_failing_messages(tmp_path: Path)
         """))
     step = PythonStep(PythonProcessor(function="userstep:double", path=str(tmp_path), config={"scale": "3"}), tmp_path)
     msgs = [Message(json.dumps({"oid": f"o{i}", "x": x}).encode(), "t", 0, i) for i, x in enumerate([1, -1, 2])]
-    from step_runtime.step.decode import decode_json
-    outputs, dead = transform(msgs + [Message(b"not json", "t", 0, 3)], decode_json, step)
-    assert outputs == [{"oid": "o0", "y": 6}, {"oid": "o2", "y": 12}]
-    assert [(d.message.offset, d.stage) for d in dead] == [(3, "decode"), (1, "process")]
-    assert "negative x -1" in dead[1].error
+    from step_runtime.step.decode import decode_json, inline_decode_many
+    msgs.append(Message(b"not json", "t", 0, 3))
+    result = transform(msgs, inline_decode_many(decode_json)([m.value for m in msgs]), step, None)
+    assert result.outputs == [{"oid": "o0", "y": 6}, {"oid": "o2", "y": 12}]
+    assert [(d.message.offset, d.stage) for d in result.dead] == [(3, "decode"), (1, "process")]
+    assert "negative x -1" in result.dead[1].error
 
 
 def test_crossmatch_processor_attaches_the_nearest_catalog_object(tmp_path: Path) -> None:
     pytest.importorskip("step_runtime.crossmatch")
     from step_runtime.spec.pipelinestep import CrossmatchProcessor
-    from step_runtime.step.decode import decode_ztf_avro
+    from step_runtime.step.alert_model import ZTF
+    from step_runtime.step.decode import alerts_of
     from step_runtime.step.processors import CrossmatchStep
 
-    alerts = [decode_ztf_avro(p.read_bytes()) for p in sorted(ALERTS.glob("[0-9]*.avro")) if "proto" not in p.name]
+    alerts = [alerts_of(p.read_bytes())[0] for p in sorted(ALERTS.glob("[0-9]*.avro")) if "proto" not in p.name]
     cat = tmp_path / "cat.csv"
     # one catalog star 1 arcsec north of the first alert, one far away
-    ra0, dec0 = alerts[0]["candidate"]["ra"], alerts[0]["candidate"]["dec"]
+    ra0, dec0 = alerts[0]["source"]["ra"], alerts[0]["source"]["dec"]
     cat.write_text(f"name,ra,dec,cls\nnear,{ra0},{dec0 + 1 / 3600},RRab\nfar,{ra0},{dec0 + 1},EW\n")
     step = CrossmatchStep(CrossmatchProcessor(catalog=str(cat), id_column="name", columns=["cls"],
-                                              radius_arcsec=2.0), tmp_path)
+                                              radius_arcsec=2.0), tmp_path, ZTF)
     outputs, failures = step.process(alerts)
     assert failures == []
     assert outputs[0]["xm_id"] == "near" and outputs[0]["xm_cls"] == "RRab"
@@ -119,19 +121,24 @@ def test_pipelined_loop_with_decode_workers_outputs_every_message_once_in_order(
     import threading
 
     from step_runtime.spec.pipelinestep import FeaturesProcessor, FileSource
+    from step_runtime.step.alert_model import ZTF
     from step_runtime.step.deadletter import FileDeadLetters
-    from step_runtime.step.decode import decode_ztf_avro
+    from step_runtime.step.decode import make_decoder
     from step_runtime.step.decode_pool import DecodePool
     from step_runtime.step.loop import StepRunner
     from step_runtime.step.observe import Health, StepMetrics
     from step_runtime.step.processors import FeaturesStep
     from step_runtime.step.sinks.files import FileSinkWriter
     from step_runtime.step.sources import FileReplaySource
+    from step_runtime.step.validate import AlertGate
 
-    pool = DecodePool("ztf-avro", None, workers=2, project=True)
+    gate = AlertGate(ZTF)
+    processor = FeaturesStep(FeaturesProcessor(), ZTF)
+    fields = processor.reads | gate.reads
+    pool = DecodePool("ztf-avro", None, workers=2, fields=fields)
     sink = FileSinkWriter("out", tmp_path / "out.jsonl", "jsonl")
     runner = StepRunner(source=FileReplaySource(FileSource(path=str(ALERTS), batch_size=3), tmp_path),
-                        decode=decode_ztf_avro, processor=FeaturesStep(FeaturesProcessor()), sinks=[sink],
+                        decode=make_decoder("ztf-avro", None, fields), processor=processor, gate=gate, sinks=[sink],
                         dead_letters=FileDeadLetters(tmp_path / "dead.jsonl"), metrics=StepMetrics("t"),
                         health=Health(), stop=threading.Event(), initial_backoff_s=0.01, max_backoff_s=0.1,
                         decode_submit=pool.submit)

@@ -24,10 +24,14 @@ def test_probability_rows_explode_every_class() -> None:
     rec = {"oid": "ZTF1", "probabilities": [
         {"classifier_name": "c", "classifier_version": "1", "class_name": "A", "probability": 0.7, "ranking": 1},
         {"classifier_name": "c", "classifier_version": "1", "class_name": "B", "probability": 0.3, "ranking": 2}]}
-    rows = probability_rows([rec])
+    rows = probability_rows([rec], "ztf")
     assert rows == [
-        {"oid": "ZTF1", "class_name": "A", "classifier_name": "c", "classifier_version": "1", "probability": 0.7, "ranking": 1},
-        {"oid": "ZTF1", "class_name": "B", "classifier_name": "c", "classifier_version": "1", "probability": 0.3, "ranking": 2}]
+        {"oid": "ZTF1", "class_name": "A", "classifier_name": "c", "classifier_version": "1", "probability": 0.7,
+         "ranking": 1, "survey": "ztf"},
+        {"oid": "ZTF1", "class_name": "B", "classifier_name": "c", "classifier_version": "1", "probability": 0.3,
+         "ranking": 2, "survey": "ztf"}]
+    # a record that says its survey (LSST outputs do) keeps it
+    assert {r["survey"] for r in probability_rows([{**rec, "survey": "lsst"}], "ztf")} == {"lsst"}
 
 
 def test_last_row_per_key_wins() -> None:

@@ -1,40 +1,46 @@
-"""Decode a ZTF alert packet straight into the few fields the alert processors read.
+"""Generated Avro readers: per writer schema, Python that builds only the fields a step reads.
 
-fastavro builds a Python object for every one of the ~2,400 values of a ZTF packet (candidate,
-30 days of history, cutouts), then `decode_pool.project_alert` keeps a few dozen of them. Here,
-per distinct writer schema, we generate the source of specialised Python functions that walk the
-Avro binary with that schema: values nobody reads are skipped (a `["null", "double"]` is a byte
-test and an add, a string a length and a jump), the projected values are decoded into the result.
-A projected record (candidate, each history entry) is first matched by one compiled regex of its
-fields (C speed, each kept field a group), restricted to the common case (strings ASCII and under
-128 bytes, one-byte union indexes); when that does not match, the generated Python decides, exactly.
-Compiled once per schema and cached; works for any schema (every Avro type is supported), and
-falls back to fastavro + `project_alert` for a schema the generator cannot handle.
-Measured (benchmarks/decode.py): ~115 us per 62 kB packet against ~580 us for fastavro + project_alert.
+fastavro builds a Python object for every one of the thousands of values of an alert packet
+(a ZTF candidate with 30 days of history, a Rubin diaSource with its previous sources and forced
+photometry, cutouts), while a step reads a few dozen of them. Here, per distinct writer schema and
+`Projection` (keep.py: which fields to keep, renamed and converted), we generate the source of
+specialised Python functions that walk the Avro binary with that schema: values nobody reads are
+skipped (a `["null", "double"]` is a byte test and an add, a string a length and a jump), the kept
+values are decoded into the result. A projected record (a candidate, a diaSource, each history
+entry) is first matched by one compiled regex of its fields (C speed, each kept field a group),
+restricted to the common case (strings ASCII and under 128 bytes, one-byte union indexes); when
+that does not match, the generated Python decides, exactly. Compiled once per schema and cached;
+works for any schema (every Avro type is supported); `record_reader` answers None for a schema the
+generator cannot handle, and the caller falls back to fastavro + `keep.project_value`.
+Measured (benchmarks/decode.py): ~115 us per 62 kB ZTF packet against ~580 us for fastavro.
 
-The result equals `project_alert(decode_ztf_avro(packet))`. Bad input raises `DecodeError`, never
-another exception: varints are capped at 10 bytes, lengths and counts are checked against the
-buffer, union and enum indexes against the schema, and every string, read or skipped, is UTF-8
-checked as fastavro does. We are stricter than fastavro in a few corners
-(a record block must be consumed exactly, no negative union/enum index, no array block with more
-items than bytes left): such packets are dead letters here where fastavro would return garbage.
+The result equals `keep.project_value(fastavro's record, projection)`. Bad input raises
+`DecodeError`, never another exception, and never allocates more than the packet justifies:
+varints are capped at 10 bytes, lengths and item counts are checked against the bytes left before
+anything is read, an array or map holds at most MAX_ITEMS items (zero-byte items, nulls or empty
+records, would otherwise let a few bytes claim billions), union and enum indexes are checked
+against the schema, and every string, read or skipped, is UTF-8 checked as fastavro does. We are
+stricter than fastavro in a few corners (a record block must be consumed exactly, no negative
+union/enum index): such packets are dead letters here where fastavro would return garbage.
+`value_checker` walks a whole value with the same checks and builds nothing: run before a full
+fastavro decode, it keeps that decode bounded too.
 """
 from __future__ import annotations
 
 import hashlib
 import re
 import struct
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from step_runtime.step.avro.container import AvroContainerError, parsed_schema
+from step_runtime.step.avro.keep import Keep, Projection, project_value
 from step_runtime.step.errors import DecodeError
-
-# The fields `project_alert` treats specially (its record and list of records).
-CANDIDATE = "candidate"
-HISTORY = "prv_candidates"
 
 PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
 _MAX_CACHED = 64
+# Items an array or map may hold, all blocks together. Real alerts hold hundreds at most; the cap
+# bounds what zero-byte items (null, an empty record) can make a decoder build or loop over.
+MAX_ITEMS = 1_000_000
 
 RecordReader = Callable[[bytes, int], "tuple[Any, int]"]
 _unpack_f = struct.Struct("<f").unpack_from
@@ -143,13 +149,6 @@ def _block(data: bytes, pos: int, what: str) -> tuple[int, int]:
     return count, pos
 
 
-def _project_dict(value: Any, fields: Sequence[str]) -> Any:
-    """project_alert's rule for one candidate value that is not a record of the schema (a map)."""
-    if isinstance(value, dict):
-        return {k: value.get(k) for k in fields if k in value}
-    return value
-
-
 # ---- the generator ---------------------------------------------------------------------------
 
 # Inline varints: the one-byte case (most ints, union indexes) without a function call.
@@ -192,22 +191,20 @@ class _Unsupported(Exception):
 
 
 class _Generator:
-    """Python source of the functions decoding one writer schema into the projected record."""
+    """Python source of the functions decoding one writer schema into a projected record."""
 
-    def __init__(self, schema: Any, top_fields: Sequence[str], candidate_fields: Sequence[str],
-                 use_regex: bool = True) -> None:
+    def __init__(self, schema: Any, use_regex: bool = True) -> None:
         self.schema = schema
         self.use_regex = use_regex
-        self.top_fields = tuple(top_fields)
-        self.candidate_fields = tuple(candidate_fields)
         self.names: dict[str, Any] = {}
-        self.functions: dict[tuple[Any, str], str] = {}
+        self.functions: dict[tuple[Any, Any], str] = {}
         self.source: list[str] = []
         self.namespace: dict[str, Any] = {
             "DecodeError": DecodeError, "_long": _long, "_skip_long": _skip_long, "_str": _str,
             "_skip_str": _skip_str, "_bytes": _bytes, "_skip_bytes": _skip_bytes, "_fixed": _fixed,
             "_index": _index, "_bad_index": _bad_index, "_block": _block, "_unpack_f": _unpack_f,
-            "_unpack_d": _unpack_d, "_project_dict": _project_dict, "CANDIDATE_FIELDS": self.candidate_fields,
+            "_unpack_d": _unpack_d, "_project_value": project_value, "_too_many": _too_many,
+            "MAX_ITEMS": MAX_ITEMS,
         }
         self.counter = 0
         self._collect(schema)
@@ -377,25 +374,32 @@ class _Generator:
 
     # -- functions for records, arrays and maps (named records may be recursive)
 
-    def function(self, t: dict[str, Any], mode: str, what: str) -> str:
-        """The name of the generated function reading (or skipping) complex type `t` in `mode`."""
+    def function(self, t: dict[str, Any], mode: Any, what: str) -> str:
+        """The name of the generated function for complex type `t` in `mode`: "skip" (advance),
+        "read" (the whole value), ("project", projection) for a record, ("items", projection) for
+        an array or map of projected items."""
         key = (t["name"] if t.get("type") in ("record", "error") else id(t), mode)
         if key in self.functions:
             return self.functions[key]
-        name = self.new_name(f"_{mode}_")
+        label = mode if isinstance(mode, str) else mode[0]
+        name = self.new_name(f"_{label}_")
         self.functions[key] = name
         kind = t["type"]
         if kind in ("record", "error"):
+            if label == "items":
+                raise _Unsupported(f"{what}: items projection of a record")
             body = self.record_body(t, mode)
         elif kind in ("array", "map"):
+            if label == "project":
+                raise _Unsupported(f"{what}: record projection of an {kind}")
             body = self.container_body(t, mode, what)
         else:
-            raise _Unsupported(f"{what}: no {mode} function for {kind}")
+            raise _Unsupported(f"{what}: no {label} function for {kind}")
         self.source.append(f"def {name}(data, pos):")
         self.source.extend(_merge_adds(body))
         self.source.append("")
-        if mode == "candidate" and self.use_regex:
-            fast = self.regex_record(t, name)
+        if label == "project" and self.use_regex:
+            fast = self.regex_record(t, name, mode[1])
             if fast is not None:
                 self.functions[key] = fast
                 return fast
@@ -433,18 +437,19 @@ class _Generator:
             return None if any(p is None for p in parts) else b"".join(parts)  # type: ignore[arg-type]
         return None
 
-    def regex_record(self, t: dict[str, Any], exact: str) -> str | None:
+    def regex_record(self, t: dict[str, Any], exact: str, projection: Projection) -> str | None:
         """A projected-record function that matches the record with one regex, each kept field a
         group decoded by the usual code; when the regex does not match (a long or non-ASCII string,
         a bad index, truncation), the exact function `exact` decides."""
         parts: list[bytes] = []
-        kept: list[tuple[str, Any, str | None]] = []  # name, type, unpacker of a float/double payload
-        keep = set(self.candidate_fields)
+        kept: list[tuple[Keep, Any, str | None]] = []  # how kept, type, unpacker of a float/double payload
+        keep = dict(projection.keep)
         for f in t.get("fields", []):
             sub = self.pattern(f["type"], (t["name"],))
             if sub is None:
                 return None
-            if f["name"] not in keep:
+            k = keep.get(f["name"])
+            if k is None:
                 parts.append(sub)
                 continue
             # a float/double, bare or in a union with null: the group holds just its 4 or 8 bytes
@@ -452,18 +457,18 @@ class _Generator:
             ftype = self.resolve(f["type"])
             branches = ftype if isinstance(ftype, list) else None
             kinds = [self.kind(b) for b in branches] if branches else [self.kind(ftype)]
-            number = [k for k in kinds if k in ("float", "double")]
-            if len(number) == 1 and (not branches or (len(kinds) == 2 and "null" in kinds)):
+            number = [x for x in kinds if x in ("float", "double")]
+            if k.inner is None and len(number) == 1 and (not branches or (len(kinds) == 2 and "null" in kinds)):
                 width, unpack = (4, "_unpack_f") if number[0] == "float" else (8, "_unpack_d")
                 payload = b"(.{%d})" % width
                 if branches:
                     payload = b"(?:" + b"|".join(
-                        re.escape(bytes([2 * i])) + (payload if k != "null" else b"") for i, k in enumerate(kinds)) + b")"
+                        re.escape(bytes([2 * i])) + (payload if x != "null" else b"") for i, x in enumerate(kinds)) + b")"
                 parts.append(payload)
-                kept.append((f["name"], f["type"], unpack))
+                kept.append((k, f["type"], unpack))
             else:
                 parts.append(b"(" + sub + b")")
-                kept.append((f["name"], f["type"], None))
+                kept.append((k, f["type"], None))
         try:
             rx = re.compile(b"".join(parts), re.DOTALL)
         except (re.error, RecursionError, OverflowError):
@@ -473,145 +478,140 @@ class _Generator:
                  "    if m is None:",
                  f"        return {exact}(data, pos)",
                  "    spans = m.regs  # (start, end) of the match, then of each group"]
-        out: list[tuple[str, str]] = []
-        for i, (fname, ftype, unpack) in enumerate(kept, start=1):
+        values: dict[str, str] = {}
+        for i, (k, ftype, unpack) in enumerate(kept, start=1):
             var = self.new_name("v")
             lines.append(f"    pos = spans[{i}][0]")
             if unpack is None:
-                lines.extend(self.read(ftype, var, "    ", f"{t['name']}.{fname}"))
-            elif isinstance(self.resolve(ftype), list):
-                lines.append(f"    {var} = None if pos < 0 else {unpack}(data, pos)[0]")
+                lines.extend(self.kept(ftype, k, var, "    ", f"{t['name']}.{k.out}"))
             else:
-                lines.append(f"    {var} = {unpack}(data, pos)[0]")
-            out = _assign(out, fname, var)
-        order = {k: i for i, k in enumerate(self.candidate_fields)}
-        out.sort(key=lambda kv: order[kv[0]])
-        items = ", ".join(f"{k!r}: {v}" for k, v in out)
-        lines.append(f"    return {{{items}}}, spans[0][1]")
+                if isinstance(self.resolve(ftype), list):
+                    lines.append(f"    {var} = None if pos < 0 else {unpack}(data, pos)[0]")
+                else:
+                    lines.append(f"    {var} = {unpack}(data, pos)[0]")
+                if k.convert is not None:
+                    lines.append(f"    {var} = {k.convert.format(v=var)}")
+            values[k.out] = var
+        lines.append(f"    return {self.returned(projection, values)}, spans[0][1]")
         self.source.append(f"def {name}(data, pos):")
         self.source.extend(lines)
         self.source.append("")
         return name
 
-    def record_body(self, t: dict[str, Any], mode: str) -> list[str]:
-        """mode skip: advance only; read: the full record; candidate: the projected record."""
+    def record_body(self, t: dict[str, Any], mode: Any) -> list[str]:
+        """mode "skip": advance only; "read": the full record; ("project", projection): the
+        projected record."""
         ind = "    "
         lines: list[str] = []
-        out: list[tuple[str, str]] = []
-        keep = set(self.candidate_fields) if mode == "candidate" else None
+        if mode == "skip":
+            for f in t.get("fields", []):
+                lines.extend(self.skip(f["type"], ind, f"{t['name']}.{f['name']}"))
+            return lines + [f"{ind}return pos"]
+        if mode == "read":
+            out: dict[str, str] = {}
+            for f in t.get("fields", []):
+                var = self.new_name("v")
+                lines.extend(self.read(f["type"], var, ind, f"{t['name']}.{f['name']}"))
+                out[f["name"]] = var  # a repeated field keeps its first place, as in a dict
+            items = ", ".join(f"{k!r}: {v}" for k, v in out.items())
+            return lines + [f"{ind}return {{{items}}}, pos"]
+        projection: Projection = mode[1]
+        keep = dict(projection.keep)
+        values: dict[str, str] = {}
         for f in t.get("fields", []):
-            fname = f["name"]
-            what = f"{t['name']}.{fname}"
-            if mode == "skip" or (keep is not None and fname not in keep):
+            what = f"{t['name']}.{f['name']}"
+            k = keep.get(f["name"])
+            if k is None:
                 lines.extend(self.skip(f["type"], ind, what))
                 continue
             var = self.new_name("v")
-            lines.extend(self.read(f["type"], var, ind, what))
-            out = _assign(out, fname, var)
-        if mode == "skip":
-            lines.append(f"{ind}return pos")
-            return lines
-        if keep is not None:
-            order = {k: i for i, k in enumerate(self.candidate_fields)}
-            out.sort(key=lambda kv: order[kv[0]])
-        items = ", ".join(f"{k!r}: {v}" for k, v in out)
-        lines.append(f"{ind}return {{{items}}}, pos")
-        return lines
+            lines.extend(self.kept(f["type"], k, var, ind, what))
+            values[k.out] = var
+        return lines + [f"{ind}return {self.returned(projection, values)}, pos"]
 
-    def container_body(self, t: dict[str, Any], mode: str, what: str) -> list[str]:
-        """An array or map: blocks of items until a zero count."""
+    def container_body(self, t: dict[str, Any], mode: Any, what: str) -> list[str]:
+        """An array or map: blocks of items until a zero count, at most MAX_ITEMS items in all."""
         is_map = t["type"] == "map"
         item = t["values"] if is_map else t["items"]
         w = repr(what)
-        lines = ["    out = {}" if is_map else "    out = []", "    while True:",
-                 f"        count, pos = _block(data, pos, {w})",
-                 "        if count == 0:",
-                 "            return " + ("pos" if mode == "skip" else "out, pos"),
-                 "        for _ in range(count):"]
         ind = " " * 12
         if mode == "skip":
-            if is_map:
-                lines.append(f"{ind}pos = _skip_str(data, pos, {w})")
-            lines.extend(self.skip(item, ind, what) or [f"{ind}pass"])
-            return lines
-        if is_map:
-            lines.append(f"{ind}key, pos = _str(data, pos, {w})")
-        if mode == "read":
-            lines.extend(self.read(item, "item", ind, what))
-        else:  # history: a list of projected candidates
-            lines.extend(self.candidate(item, "item", ind, what))
-        lines.append(f"{ind}out[key] = item" if is_map else f"{ind}out.append(item)")
+            body = ([f"{ind}pos = _skip_str(data, pos, {w})"] if is_map else []) + self.skip(item, ind, what)
+        else:
+            body = [f"{ind}key, pos = _str(data, pos, {w})"] if is_map else []
+            if mode == "read":
+                body.extend(self.read(item, "item", ind, what))
+            else:  # ("items", projection): each item projected
+                body.extend(self.project(item, mode[1], "item", ind, what))
+            body.append(f"{ind}out[key] = item" if is_map else f"{ind}out.append(item)")
+        lines = [] if mode == "skip" else ["    out = {}" if is_map else "    out = []"]
+        lines += ["    total = 0", "    while True:",
+                  f"        count, pos = _block(data, pos, {w})",
+                  "        if count == 0:",
+                  "            return " + ("pos" if mode == "skip" else "out, pos"),
+                  "        total += count",
+                  "        if total > MAX_ITEMS:",
+                  f"            raise _too_many({w}, total)"]
+        if body:  # skipping zero-byte items (nulls, empty records) needs no loop at all
+            lines.append("        for _ in range(count):")
+            lines.extend(body)
         return lines
 
-    # -- the projection of project_alert
+    # -- projection: the kept fields of records, renamed and converted
 
-    def candidate(self, t: Any, var: str, ind: str, what: str) -> list[str]:
-        """A candidate value: a record of the schema keeps the candidate fields it has."""
+    def project(self, t: Any, projection: Projection, var: str, ind: str, what: str) -> list[str]:
+        """A value read as keep.project_value gives it: records projected, arrays item by item,
+        maps read whole and projected as project_value does, anything else read as is."""
         r = self.resolve(t)
         if isinstance(r, list):
-            return self.union(r, ind, what, lambda b, i: self.candidate(b, var, i, what))
+            return self.union(r, ind, what, lambda b, i: self.project(b, projection, var, i, what))
         if isinstance(r, dict) and r["type"] in ("record", "error"):
-            return [f"{ind}{var}, pos = {self.function(r, 'candidate', what)}(data, pos)"]
-        if isinstance(r, dict) and r["type"] == "map":  # a dict too: project_alert projects it
-            return self.read(r, var, ind, what) + [f"{ind}{var} = _project_dict({var}, CANDIDATE_FIELDS)"]
+            return [f"{ind}{var}, pos = {self.function(r, ('project', projection), what)}(data, pos)"]
+        if isinstance(r, dict) and r["type"] == "array":
+            return [f"{ind}{var}, pos = {self.function(r, ('items', projection), what)}(data, pos)"]
+        if isinstance(r, dict) and r["type"] == "map":
+            proj = self.const(projection, "_projection")
+            return self.read(r, var, ind, what) + [f"{ind}{var} = _project_value({var}, {proj})"]
         return self.read(r, var, ind, what)
 
-    def history(self, t: Any, var: str, ind: str, what: str) -> list[str]:
-        """The history value: a list of candidates, each projected."""
-        r = self.resolve(t)
-        if isinstance(r, list):
-            return self.union(r, ind, what, lambda b, i: self.history(b, var, i, what))
-        if isinstance(r, dict) and r["type"] == "array":
-            return [f"{ind}{var}, pos = {self.function(r, 'history', what)}(data, pos)"]
-        return self.read(r, var, ind, what)  # not an array, so never a list: project_alert keeps it
+    def kept(self, ftype: Any, keep: Keep, var: str, ind: str, what: str) -> list[str]:
+        """Read one kept field into `var`: projected inside when it holds records, then converted."""
+        lines = (self.project(ftype, keep.inner, var, ind, what) if keep.inner is not None
+                 else self.read(ftype, var, ind, what))
+        if keep.convert is not None:
+            lines.append(f"{ind}{var} = {keep.convert.format(v=var)}")
+        return lines
 
-    def top(self) -> str:
-        """The function decoding one alert record into project_alert's result."""
+    def returned(self, projection: Projection, values: dict[str, str]) -> str:
+        """The dict literal of a projected record: kept keys in order (None when the writer lacks
+        the field), then the constants."""
+        items = [f"{k.out!r}: {values.get(k.out, 'None')}" for _, k in projection.keep]
+        items += [f"{name!r}: {self.const(value)}" for name, value in projection.constants]
+        return "{" + ", ".join(items) + "}"
+
+    def top(self, projection: Projection | None) -> str:
+        """The entry point: the projected top-level record, or (projection None) a checking walk."""
         t = self.resolve(self.schema)
+        if projection is None:
+            body = self.skip(t, "    ", "value")  # generates the functions it calls first
+            self.source.append("def _check(data, pos):")
+            self.source.extend(_merge_adds(body + ["    return pos"]))
+            self.source.append("")
+            return "_check"
         if not (isinstance(t, dict) and t["type"] in ("record", "error")):
             raise _Unsupported("the top-level schema is not a record")
-        ind = "    "
-        lines: list[str] = []
-        values: dict[str, str] = {}
-        for f in t.get("fields", []):
-            fname = f["name"]
-            what = f"{t['name']}.{fname}"
-            var = self.new_name("v")
-            if fname == CANDIDATE:
-                lines.extend(self.candidate(f["type"], var, ind, what))
-            elif fname == HISTORY:
-                lines.extend(self.history(f["type"], var, ind, what))
-            elif fname in self.top_fields:
-                lines.extend(self.read(f["type"], var, ind, what))
-            else:
-                lines.extend(self.skip(f["type"], ind, what))
-                continue
-            values[fname] = var
-        out = [f"{k!r}: {values[k]}" for k in self.top_fields if k in values and k not in (CANDIDATE, HISTORY)]
-        out.append(f"{CANDIDATE!r}: {values.get(CANDIDATE, 'None')}")
-        out.append(f"{HISTORY!r}: {values.get(HISTORY, 'None')}")
-        lines.append(f"{ind}return {{{', '.join(out)}}}, pos")
-        self.source.append("def _alert(data, pos):")
-        self.source.extend(_merge_adds(lines))
-        return "_alert"
+        return self.function(t, ("project", projection), t["name"])
 
-    def compile(self) -> tuple[RecordReader, str]:
-        """The compiled top-level function and the whole generated source."""
-        entry = self.top()
+    def compile(self, projection: Projection | None) -> tuple[Callable[..., Any], str]:
+        """The compiled entry function and the whole generated source."""
+        entry = self.top(projection)
         source = "\n".join(self.source) + "\n"
         code = compile(source, "<avro.codegen>", "exec")
         # Safe to run: names and docs from the schema only ever appear as repr() literals, sizes
-        # as int(), symbols and logical-type converters as namespace constants.
+        # as int(), symbols, conversions' constants and logical-type converters as namespace
+        # constants; conversion templates are constants of this package (alert_model).
         exec(code, self.namespace)  # noqa: S102
         return self.namespace[entry], source
-
-
-def _assign(out: list[tuple[str, str]], name: str, var: str) -> list[tuple[str, str]]:
-    """(field, variable) pairs with `name` set to `var`: a repeated field keeps its first place,
-    as assigning into a dict does."""
-    if any(k == name for k, _ in out):
-        return [(k, var if k == name else v) for k, v in out]
-    return out + [(name, var)]
 
 
 def _merge_adds(lines: list[str]) -> list[str]:
@@ -629,21 +629,20 @@ def _merge_adds(lines: list[str]) -> list[str]:
     return out
 
 
-def generate_source(schema: Any, top_fields: Sequence[str], candidate_fields: Sequence[str]) -> str:
+def _too_many(what: str, total: int) -> DecodeError:
+    return DecodeError(f"{what}: more than {MAX_ITEMS:,} items ({total:,} so far): refused as a decoding bomb")
+
+
+def generate_source(schema: Any, projection: Projection | None) -> str:
     """The Python source generated for a (fastavro-parsed) writer schema, for reading and debugging."""
-    return _Generator(schema, top_fields, candidate_fields).compile()[1]
+    return _Generator(schema).compile(projection)[1]
 
 
-_READERS: dict[tuple[bytes, tuple[str, ...], tuple[str, ...], bool], RecordReader | None] = {}
+_READERS: dict[tuple[bytes, Projection | None, bool], Callable[..., Any] | None] = {}
 
 
-def record_reader(schema_json: bytes, top_fields: Sequence[str], candidate_fields: Sequence[str],
-                  use_regex: bool = True) -> RecordReader | None:
-    """`(data, pos) -> (projected alert, next pos)` for a writer schema; None if unsupported.
-
-    Generated once per distinct schema (keyed by its sha1, like the parsed-schema cache).
-    """
-    key = (hashlib.sha1(schema_json).digest(), tuple(top_fields), tuple(candidate_fields), use_regex)
+def _cached(schema_json: bytes, projection: Projection | None, use_regex: bool) -> Callable[..., Any] | None:
+    key = (hashlib.sha1(schema_json).digest(), projection, use_regex)
     if key in _READERS:
         return _READERS[key]
     try:
@@ -651,10 +650,24 @@ def record_reader(schema_json: bytes, top_fields: Sequence[str], candidate_field
     except AvroContainerError as exc:
         raise DecodeError(str(exc)) from None
     try:
-        reader: RecordReader | None = _Generator(schema, top_fields, candidate_fields, use_regex).compile()[0]
+        fn: Callable[..., Any] | None = _Generator(schema, use_regex).compile(projection)[0]
     except (_Unsupported, KeyError, TypeError, ValueError, SyntaxError, RecursionError):
-        reader = None
+        fn = None
     if len(_READERS) >= _MAX_CACHED:
         _READERS.clear()
-    _READERS[key] = reader
-    return reader
+    _READERS[key] = fn
+    return fn
+
+
+def record_reader(schema_json: bytes, projection: Projection, use_regex: bool = True) -> RecordReader | None:
+    """`(data, pos) -> (projected record, next pos)` for a writer schema; None if unsupported.
+
+    Generated once per distinct schema and projection (keyed by the schema's sha1).
+    """
+    return _cached(schema_json, projection, use_regex)
+
+
+def value_checker(schema_json: bytes) -> Callable[[bytes, int], int] | None:
+    """`(data, pos) -> next pos`: walks one value of the schema with every bound checked and builds
+    nothing (DecodeError on bad input); None if the schema is one the generator cannot handle."""
+    return _cached(schema_json, None, False)

@@ -22,13 +22,14 @@ class Sink(Protocol):
         """Release connections."""
 
 
-def build_sink(spec: SinkSpec, index: int, output_base: Path) -> Sink:
-    """The sink the spec chooses; `output_base` anchors relative file paths."""
+def build_sink(spec: SinkSpec, index: int, output_base: Path, survey: str | None = None) -> Sink:
+    """The sink the spec chooses; `output_base` anchors relative file paths; `survey` is the source's
+    (the PostgreSQL probability table records it)."""
     name = spec.name or f"{spec.kind()}-{index}"
     field = f"spec.sinks[{index}].{spec.kind()}"
     if spec.postgres is not None:
         from step_runtime.step.sinks.postgres import PostgresSinkWriter
-        return PostgresSinkWriter(name, spec.postgres, field)
+        return PostgresSinkWriter(name, spec.postgres, field, survey)
     if spec.mongodb is not None:
         from step_runtime.step.sinks.mongodb import MongoSinkWriter
         return MongoSinkWriter(name, spec.mongodb, field)

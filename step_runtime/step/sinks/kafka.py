@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from step_runtime.spec.pipelinestep import KafkaSink
+from step_runtime.step.avro.framing import confluent_frame
 from step_runtime.step.confirmed_producer import ConfirmedProducer
 from step_runtime.step.kafka_config import producer_config
 from step_runtime.step.sinks.jsonsafe import dumps
@@ -29,14 +30,17 @@ class KafkaSinkWriter:
         self.producer.open()
 
     def encode(self, record: dict[str, Any]) -> bytes:
-        """The message value: strict JSON, or schemaless Avro with the spec's schema."""
+        """The message value: strict JSON, or schemaless Avro with the spec's schema, framed in the
+        Confluent wire format when the spec states the schema's id."""
         if self.schema is None:
             return dumps(record).encode()
         import fastavro
 
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, self.schema, record)
-        return buf.getvalue()
+        if self.spec.schema_id is None:
+            return buf.getvalue()
+        return confluent_frame(self.spec.schema_id, buf.getvalue())
 
     def write(self, records: list[dict[str, Any]]) -> None:
         def messages() -> Any:

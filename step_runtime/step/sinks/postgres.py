@@ -8,13 +8,16 @@ from step_runtime.spec.pipelinestep import PG_IDENTIFIER, PostgresConnection, Po
 from step_runtime.step.secrets import secret_value
 from step_runtime.step.errors import SinkUnavailable
 
-# ALeRCE's probability table: one row per (object, class, classifier, version).
+# ALeRCE's probability table: one row per (object, class, classifier, version). The oid never
+# collides across surveys (alert_model: ZTF objectIds, decimal LSST diaObjectIds, "ss" + LSST
+# ssObjectIds); a `survey` column, which createTable adds, records where each row came from, and is
+# written whenever the table has it (an existing ALeRCE table without it takes rows as before).
 PROBABILITY_KEY = ["oid", "class_name", "classifier_name", "classifier_version"]
 PROBABILITY_COLUMNS = [*PROBABILITY_KEY, "probability", "ranking"]
 PROBABILITY_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     oid varchar NOT NULL, class_name varchar NOT NULL, classifier_name varchar NOT NULL,
     classifier_version varchar NOT NULL, probability double precision NOT NULL,
-    ranking integer NOT NULL,
+    ranking integer NOT NULL, survey varchar,
     PRIMARY KEY (oid, class_name, classifier_name, classifier_version))"""
 
 
@@ -45,15 +48,17 @@ def upsert_sql(table: str, columns: list[str], key: list[str]) -> str:
     return f"INSERT INTO {quote_table(table)} ({cols}) VALUES %s ON CONFLICT ({keys}) {action}"
 
 
-def probability_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records of the model processor exploded into one row per class (the probability table)."""
+def probability_rows(records: list[dict[str, Any]], survey: str | None = None) -> list[dict[str, Any]]:
+    """Records of the model processor exploded into one row per class (the probability table);
+    `survey` is the one a record without its own `survey` field came from."""
     rows = []
     for rec in records:
         for p in rec.get("probabilities") or [rec]:
             rows.append({"oid": rec["oid"], "class_name": p["class_name"],
                          "classifier_name": p.get("classifier_name", rec.get("classifier_name")),
                          "classifier_version": p.get("classifier_version", rec.get("classifier_version")),
-                         "probability": p["probability"], "ranking": p["ranking"]})
+                         "probability": p["probability"], "ranking": p["ranking"],
+                         "survey": rec.get("survey", survey)})
     return rows
 
 
@@ -98,13 +103,22 @@ def is_outage(exc: Exception) -> bool:
     return getattr(exc, "pgcode", None) in ("57P01", "57P02", "57P03")
 
 
+def _has_column(cur: Any, table: str, column: str) -> bool:
+    """Whether `table` (as the sink names it, maybe schema-qualified) has `column`."""
+    cur.execute("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped",
+                (quote_table(table), column))
+    return cur.fetchone() is not None
+
+
 class PostgresSinkWriter:
     """Upserts a batch in one transaction; a lost connection is SinkUnavailable and reconnects."""
 
-    def __init__(self, name: str, spec: PostgresSink, field: str) -> None:
+    def __init__(self, name: str, spec: PostgresSink, field: str, survey: str | None = None) -> None:
         self.name = name
         self.spec = spec
         self.field = field
+        self.survey = survey
+        self.has_survey: bool | None = None  # does the probability table have a survey column
         self.dsn = connection_dsn(spec, field)
         self.probability = spec.mode == "probability"
         self.key = PROBABILITY_KEY if self.probability else list(spec.key)
@@ -126,7 +140,7 @@ class PostgresSinkWriter:
 
     def _columns(self, rows: list[dict[str, Any]]) -> list[str]:
         if self.probability:
-            return PROBABILITY_COLUMNS
+            return PROBABILITY_COLUMNS + (["survey"] if self.has_survey else [])
         if self.spec.columns:
             return list(self.spec.columns)
         cols: list[str] = []
@@ -155,21 +169,23 @@ class PostgresSinkWriter:
         import psycopg2
         from psycopg2.extras import Json, execute_values
 
-        rows = probability_rows(records) if self.probability else records
+        rows = probability_rows(records, self.survey) if self.probability else records
         rows = last_per_key(rows, self.key)
-        columns = self._columns(rows)
-        missing = [k for k in self.key if k not in columns]
-        if missing:
-            raise ValueError(f"{self.field}.key: output records have no field(s) {missing} "
-                             f"(fields: {columns})")
-        values = [tuple(Json(v) if isinstance(v, (dict, list)) else v for v in (r.get(c) for c in columns))
-                  for r in rows]
         self.open()
         try:
             with self.conn.cursor() as cur:
                 if self.spec.create_table and not self.created:
-                    self._create(cur, rows, columns)
+                    self._create(cur, rows, self._columns(rows))
                     self.created = True
+                if self.probability and self.has_survey is None:
+                    self.has_survey = _has_column(cur, self.spec.table, "survey")
+                columns = self._columns(rows)
+                missing = [k for k in self.key if k not in columns]
+                if missing:
+                    raise ValueError(f"{self.field}.key: output records have no field(s) {missing} "
+                                     f"(fields: {columns})")
+                values = [tuple(Json(v) if isinstance(v, (dict, list)) else v for v in (r.get(c) for c in columns))
+                          for r in rows]
                 execute_values(cur, upsert_sql(self.spec.table, columns, self.key), values, page_size=1000)
             self.conn.commit()
         except psycopg2.Error as exc:
@@ -180,6 +196,7 @@ class PostgresSinkWriter:
                              f"{str(exc).strip()}") from None
 
     def _drop(self) -> None:
+        self.has_survey = None  # asked again on the next connection: the table may have changed
         try:
             if self.conn is not None:
                 self.conn.close()
