@@ -137,9 +137,10 @@ def step_manifest(path: Path, *, bootstrap: str, topic: str, group: str, table: 
 class Runtime:
     """`alertops run` as a real subprocess, with its HTTP port and its stderr in a file."""
 
-    def __init__(self, manifest: Path, pg_dsn: str, mongo_uri: str, log: Path, *extra: str) -> None:
+    def __init__(self, manifest: Path, pg_dsn: str, mongo_uri: str, log: Path, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        env = {**os.environ, "ALERTOPS_SECRET_PG_DSN": pg_dsn, "ALERTOPS_SECRET_MONGO_URI": mongo_uri}
+        env = {**os.environ, "ALERTOPS_SECRET_PG_DSN": pg_dsn, "ALERTOPS_SECRET_MONGO_URI": mongo_uri, **(env or {})}
         self.log = log
         self.log_fh = open(log, "ab")
         self.proc = subprocess.Popen(
