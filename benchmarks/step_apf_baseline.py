@@ -5,8 +5,10 @@
 A `GenericStep` subclass whose `execute` does the same work as the alertops step: the same
 feature code, the same pinned model, the same PostgreSQL upserts and MongoDB bulk writes (the
 alertops classes are imported from the checkout, so only the framework differs). APF's
-KafkaConsumer decodes each message with fastavro.reader and commits after execute. One JSON
-line per batch on stdout: {"poll_start": t, "committed": t, "n": messages}.
+KafkaConsumer decodes each message with fastavro.reader and commits after execute; each record
+is then mapped to the alert model the shared feature code reads (alert_model.canonical, the
+reference mapping in plain Python). One JSON line per batch on stdout:
+{"poll_start": t, "committed": t, "n": messages}.
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ from step_runtime.spec.pipelinestep import ModelProcessor, MongoSink, PostgresSi
 from step_runtime.step.processors import ModelStep  # noqa: E402
 from step_runtime.step.sinks.mongodb import MongoSinkWriter  # noqa: E402
 from step_runtime.step.sinks.postgres import PostgresSinkWriter  # noqa: E402
-from step_runtime.step.validate import ValidationError, validate_alert  # noqa: E402
+from step_runtime.step import alert_model  # noqa: E402
+from step_runtime.step.features import READS  # noqa: E402
+from step_runtime.step.validate import VALIDATED_FIELDS, ValidationError, validate_alert  # noqa: E402
 
 
 class TimedConsumer:
@@ -50,9 +54,10 @@ class ClassifierStep(GenericStep):
         super().__init__(consumer=KafkaConsumer, config=config)
         self.consumer.consumer = self.timed = TimedConsumer(self.consumer.consumer)
         self.model = ModelStep(ModelProcessor(path=cfg["model"], sha256=cfg["sha256"], classifier_name="demo",
-                                              classifier_version="0.1.0"), ROOT)
+                                              classifier_version="0.1.0"), ROOT, alert_model.ZTF)
+        self.projections: dict[object, object] = {}  # schema version -> projection
         self.pg = PostgresSinkWriter("pg", PostgresSink(dsn={"name": "pg", "key": "dsn"}, table=cfg["table"],
-                                                        mode="probability", create_table=True), "pg")
+                                                        mode="probability", create_table=True), "pg", "ztf")
         self.mongo = MongoSinkWriter("mongo", MongoSink(uri={"name": "mongo", "key": "uri"}, database=cfg["mongo_db"],
                                                         collection="probabilities",
                                                         key=["oid", "classifier_name", "classifier_version"]), "mongo")
@@ -65,9 +70,13 @@ class ClassifierStep(GenericStep):
         self.n = len(messages)
         good = []
         for m in messages:
+            version = m.get("schemavsn")
+            if version not in self.projections:
+                self.projections[version] = alert_model.plan_for_record(alert_model.ZTF, READS | VALIDATED_FIELDS, m)
+            alert = alert_model.canonical(m, alert_model.ZTF, self.projections[version])
             try:
-                validate_alert(m)
-                good.append(m)
+                validate_alert(alert, alert_model.ZTF)
+                good.append(alert)
             except ValidationError:
                 pass
         outputs, _ = self.model.process(good)

@@ -1,17 +1,21 @@
-"""Throughput of the step runtime against ALeRCE's APF, on the real test Kafka/PostgreSQL/FerretDB.
+"""Throughput of the step runtime against a peer, on the real test Kafka/PostgreSQL/FerretDB.
 
     eval "$(scripts/testenv env postgres kafka ferretdb)"
-    ~/.cache/alertops/venv/bin/python benchmarks/step_throughput.py [--alerts 50000]
+    ~/.cache/alertops/venv/bin/python benchmarks/step_throughput.py [--survey ztf|lsst] [--alerts 50000]
 
-1. Fills a one-partition topic with --alerts ZTF-shaped alerts synthesised from the real
-   packets (new candid/objectId, small ra/dec offsets, cutouts kept).
-2. Runs `alertops run` (features -> model -> PostgreSQL probability table + MongoDB) over it
+1. Fills a one-partition topic with --alerts alerts: ZTF alerts synthesised from the real
+   packets (new candid/objectId, small ra/dec offsets, cutouts kept), or Rubin v11.1 alerts
+   (step/synthetic.py LsstAlerts: every field filled, 30 previous diaSources, 30 forced sources,
+   the three real 34,560-byte cutouts of a Rubin alert) in the Confluent wire format.
+2. Runs `alertops run` (features -> model -> PostgreSQL probability table [+ MongoDB]) over it
    and reads its per-batch "batch committed" logs: throughput from the first poll to the last
    commit, p50/p99 batch latency.
-3. Runs the same work on APF 2.5.2 (benchmarks/step_apf_baseline.py in its own venv under
-   ~/.cache/alertops/apf, installed as the issue says when missing) on the same topic.
-4. Measures the crossmatch processor alone against a 1e6-row catalog.
-Last line: RESULT step alerts_per_s=<n> p99_batch_ms=<m> ratio_vs_apf=<r>
+3. Runs the same work on the peer, on the same topic: for ZTF, APF 2.5.2
+   (benchmarks/step_apf_baseline.py in its own venv under ~/.cache/alertops/apf, installed as
+   the issue says when missing); for LSST, a plain step decoding whole packets with fastavro
+   (benchmarks/step_plain_baseline.py).
+4. ZTF: measures the crossmatch processor alone against a 1e6-row catalog.
+Last line: RESULT step survey=<s> alerts_per_s=<n> p99_batch_ms=<m> ratio_vs_<peer>=<r>
 """
 from __future__ import annotations
 
@@ -51,14 +55,27 @@ def ensure_apf() -> None:
                     "pymongo", "pydantic", "pyyaml"], check=True, timeout=900)
 
 
-def fill_topic(bootstrap: str, topic: str, n: int) -> None:
+LSST = ROOT / "examples" / "data" / "lsst"
+
+
+def synthetic(survey: str, n: int):  # noqa: ANN201 - an iterator of (oid, source id, packet)
+    """n alerts of the survey."""
+    from step_runtime.step.synthetic import LsstAlerts, real_cutouts, synthetic_alerts
+
+    if survey == "ztf":
+        return synthetic_alerts(ALERTS, n)
+    alerts = LsstAlerts(LSST / "schema", cutouts=real_cutouts(LSST / "alerts" / "boom_25409136044802067.avro",
+                                                              LSST / "schema"))
+    return (alerts.packet(i) for i in range(n))
+
+
+def fill_topic(bootstrap: str, topic: str, n: int, survey: str) -> None:
     from step_support import create_topic, produce
-    from step_runtime.step.synthetic import synthetic_alerts
 
     create_topic(bootstrap, topic, partitions=1)
     t0 = time.monotonic()
     chunk: list[tuple[bytes, bytes]] = []
-    for oid, _candid, packet in synthetic_alerts(ALERTS, n):
+    for oid, _candid, packet in synthetic(survey, n):
         chunk.append((oid.encode(), packet))
         if len(chunk) == 2000:
             produce(bootstrap, topic, chunk)
@@ -84,7 +101,9 @@ def run_alertops(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> l
                              group=cfg["group"] + "-alertops", table=cfg["table"] + "_alertops",
                              mongo_db=cfg["mongo_db"] + "_alertops", dead_topic=cfg["topic"] + "-dead",
                              batch_size=batch_size, sinks=tuple(cfg["sinks"]),
-                             decode_workers=cfg["decode_workers"])
+                             decode_workers=cfg["decode_workers"],
+                             fmt="lsst-avro" if cfg["survey"] == "lsst" else "ztf-avro",
+                             source_extra={"schemaDir": cfg["schema_dir"]} if cfg["survey"] == "lsst" else None)
     env = {**os.environ, "ALERTOPS_SECRET_PG_DSN": cfg["dsn"], "ALERTOPS_SECRET_MONGO_URI": cfg["mongo"]}
     log = workdir / "alertops.log"
     with open(log, "w") as fh:
@@ -103,29 +122,34 @@ def run_alertops(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> l
     return batches
 
 
-def run_apf(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> list[tuple[float, float, int]]:
-    """The APF 2.5.2 step over the same topic, in its own venv; its per-batch timings."""
-    conf = workdir / "apf.json"
+def run_peer(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> list[tuple[float, float, int]]:
+    """The peer step over the same topic (APF 2.5.2 in its own venv for ZTF, the plain fastavro
+    step for LSST); its per-batch timings."""
+    conf = workdir / "peer.json"
     conf.write_text(json.dumps({**cfg, "group": cfg["group"] + "-apf", "table": cfg["table"] + "_apf",
                                 "mongo_db": cfg["mongo_db"] + "_apf", "batch_size": batch_size}))
     env = {**os.environ, "ALERTOPS_SECRET_PG_DSN": cfg["dsn"], "ALERTOPS_SECRET_MONGO_URI": cfg["mongo"]}
-    res = subprocess.run([str(APF_PY), str(ROOT / "benchmarks" / "step_apf_baseline.py"), str(conf)],
-                         capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
-    (workdir / "apf.log").write_text(res.stderr)
+    if cfg["survey"] == "ztf":
+        cmd = [str(APF_PY), str(ROOT / "benchmarks" / "step_apf_baseline.py"), str(conf)]
+    else:
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "step_plain_baseline.py"), str(conf)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
+    (workdir / "peer.log").write_text(res.stderr)
     if res.returncode != 0:
-        raise RuntimeError(f"APF step failed ({res.returncode}): {res.stderr[-2000:]}")
+        raise RuntimeError(f"peer step failed ({res.returncode}): {res.stderr[-2000:]}")
     return [(b["poll_start"], b["committed"], b["n"]) for b in map(json.loads, res.stdout.splitlines())]
 
 
 def crossmatch_alone(n_alerts: int, n_catalog: int = 1_000_000, batch: int = 500) -> float:
     """alerts/s of the crossmatch processor (SkyIndex built once) on decoded ZTF-shaped alerts."""
     from step_runtime.spec.pipelinestep import CrossmatchProcessor
-    from step_runtime.step.decode import decode_ztf_avro
+    from step_runtime.step.alert_model import ZTF
+    from step_runtime.step.decode import alerts_of
     from step_runtime.step.processors import CrossmatchStep
     from step_runtime.step.synthetic import synthetic_alerts
 
     rng = np.random.default_rng(1)
-    alerts = [decode_ztf_avro(p) for _, _, p in synthetic_alerts(ALERTS, 2000)]
+    alerts = [alerts_of(p)[0] for _, _, p in synthetic_alerts(ALERTS, 2000)]
     alerts = (alerts * (n_alerts // len(alerts) + 1))[:n_alerts]
     with tempfile.TemporaryDirectory(dir=Path.home() / ".cache" / "alertops") as tmp:
         import pyarrow as pa
@@ -133,11 +157,11 @@ def crossmatch_alone(n_alerts: int, n_catalog: int = 1_000_000, batch: int = 500
         ra = rng.uniform(0, 360, n_catalog)
         dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n_catalog)))
         # plant a catalog object near every 10th alert so matches happen
-        cat_ra = np.concatenate([ra, [a["candidate"]["ra"] for a in alerts[::10]]])
-        cat_dec = np.concatenate([dec, [a["candidate"]["dec"] for a in alerts[::10]]])
+        cat_ra = np.concatenate([ra, [a["source"]["ra"] for a in alerts[::10]]])
+        cat_dec = np.concatenate([dec, [a["source"]["dec"] for a in alerts[::10]]])
         path = Path(tmp) / "cat.parquet"
         pq.write_table(pa.table({"id": np.arange(cat_ra.size), "ra": cat_ra, "dec": cat_dec}), path)
-        step = CrossmatchStep(CrossmatchProcessor(catalog=str(path), id_column="id", radius_arcsec=2.0), ROOT)
+        step = CrossmatchStep(CrossmatchProcessor(catalog=str(path), id_column="id", radius_arcsec=2.0), ROOT, ZTF)
         t0 = time.perf_counter()
         matched = 0
         for i in range(0, len(alerts), batch):
@@ -170,11 +194,12 @@ def cleanup(cfg: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--survey", choices=["ztf", "lsst"], default="ztf")
     parser.add_argument("--alerts", type=int, default=50_000)
     # 1000: the per-batch costs (one predict call per tree, one round trip per sink, one commit)
     # are shared by twice the alerts of 500, for a p99 batch latency near one second.
     parser.add_argument("--batch-size", type=int, default=1000, help="source batchSize of both steps")
-    parser.add_argument("--skip-apf", action="store_true")
+    parser.add_argument("--skip-apf", "--skip-peer", dest="skip_peer", action="store_true")
     parser.add_argument("--decode-workers", type=int, default=2, help="alertops source.kafka.decodeWorkers")
     parser.add_argument("--sinks", default="pg,mongo",
                         help="comma-separated subset of pg,mongo (FerretDB 1.24 scans the collection on every upsert: see docs/step-runtime.md)")
@@ -190,27 +215,33 @@ def main() -> int:
            "mongo": os.environ["ALERTOPS_MONGODB_URI"], "topic": f"bench-step-{tag}", "group": f"bench-{tag}",
            "table": f"bench_prob_{tag}", "mongo_db": f"bench_{tag}",
            "model": str(ROOT / "examples/models/demo_classifier.joblib"),
-           "sinks": [x for x in args.sinks.split(",") if x], "decode_workers": args.decode_workers}
+           "sinks": [x for x in args.sinks.split(",") if x], "decode_workers": args.decode_workers,
+           "survey": args.survey, "schema_dir": str(LSST / "schema")}
     import yaml
     cfg["sha256"] = yaml.safe_load((ROOT / "examples/step-demo.yaml").read_text())["spec"]["processor"]["model"]["sha256"]
-    if not args.skip_apf:
+    if args.survey == "lsst" and "mongo" in cfg["sinks"]:
+        cfg["sinks"].remove("mongo")  # the issue's LSST pipeline: Kafka -> features -> model -> PostgreSQL
+    peer = "apf" if args.survey == "ztf" else "plain_fastavro"
+    if not args.skip_peer and args.survey == "ztf":
         ensure_apf()
     workdir = Path(tempfile.mkdtemp(prefix="step-bench-", dir=Path.home() / ".cache" / "alertops"))
     try:
-        fill_topic(cfg["bootstrap"], cfg["topic"], args.alerts)
+        fill_topic(cfg["bootstrap"], cfg["topic"], args.alerts, args.survey)
         rate, p50, p99, n = stats(run_alertops(workdir, cfg, args.batch_size, args.timeout))
-        print(f"alertops: {n} alerts, {rate:,.0f} alerts/s, batch p50 {p50:.0f} ms p99 {p99:.0f} ms", flush=True)
+        print(f"alertops ({args.survey}): {n} alerts, {rate:,.0f} alerts/s, batch p50 {p50:.0f} ms p99 {p99:.0f} ms",
+              flush=True)
         ratio = float("nan")
-        if not args.skip_apf:
-            arate, ap50, ap99, an = stats(run_apf(workdir, cfg, args.batch_size, args.timeout))
-            print(f"apf 2.5.2: {an} alerts, {arate:,.0f} alerts/s, batch p50 {ap50:.0f} ms p99 {ap99:.0f} ms",
+        if not args.skip_peer:
+            arate, ap50, ap99, an = stats(run_peer(workdir, cfg, args.batch_size, args.timeout))
+            print(f"{peer}: {an} alerts, {arate:,.0f} alerts/s, batch p50 {ap50:.0f} ms p99 {ap99:.0f} ms",
                   flush=True)
             ratio = rate / arate
-        crossmatch_alone(50_000)
+        if args.survey == "ztf":
+            crossmatch_alone(50_000)
     finally:
         cleanup(cfg)
         print(f"logs in {workdir}", flush=True)
-    print(f"RESULT step alerts_per_s={rate:.0f} p99_batch_ms={p99:.0f} ratio_vs_apf={ratio:.2f}")
+    print(f"RESULT step survey={args.survey} alerts_per_s={rate:.0f} p99_batch_ms={p99:.0f} ratio_vs_{peer}={ratio:.2f}")
     return 0
 
 

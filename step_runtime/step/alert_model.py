@@ -183,8 +183,24 @@ def _first_present(names: Sequence[str], present: Sequence[str]) -> str | None:
 def plan(survey: Survey, fields: frozenset[str], schema: Any) -> Projection:
     """The projection that decodes a packet with writer `schema` (fastavro-parsed) into the alert
     fields `fields`: the survey's names resolved against what this schema version has."""
+    return _plan(survey, fields, record_fields(schema, schema) or [],
+                 lambda name: record_fields(schema, _field_type(schema, name)) or [])
+
+
+def plan_for_record(survey: Survey, fields: frozenset[str], record: dict[str, Any]) -> Projection:
+    """The same projection, its names resolved against an already decoded record (no schema at hand)."""
+    def inner(name: str) -> list[str]:
+        value = record.get(name)
+        if isinstance(value, list):
+            value = next((v for v in value if isinstance(v, dict)), None)
+        return list(value) if isinstance(value, dict) else []
+
+    return _plan(survey, fields, list(record), inner)
+
+
+def _plan(survey: Survey, fields: frozenset[str], top_names: list[str],
+          inner_names: Callable[[str], list[str]]) -> Projection:
     fields = check_fields(fields) | {"survey", "oid", "solarSystem"}
-    top_names = record_fields(schema, schema) or []
     keep: list[tuple[str, Keep]] = []
     constants: dict[str, Any] = {}
     hidden: dict[str, list[tuple[str, Keep]]] = {}
@@ -209,7 +225,7 @@ def plan(survey: Survey, fields: frozenset[str], schema: Any) -> Projection:
         if found is None:
             constants[rec] = None
             continue
-        present = record_fields(schema, _field_type(schema, found)) or []
+        present = inner_names(found)
         inner_keep: list[tuple[str, Keep]] = []
         inner_constants: list[tuple[str, Any]] = []
         for f in inner_fields:

@@ -17,7 +17,7 @@ log = logging.getLogger("alertops.step")
 class FileReplaySource:
     """Every message of a folder (sorted by file name), then the end of input.
 
-    ztf-avro/avro: one message per *.avro file; json: one message per non-empty line of
+    ztf-avro/lsst-avro/avro: one message per *.avro file; json: one message per non-empty line of
     *.jsonl / *.json files. A message's position is (folder, 0, running index).
     """
 
@@ -38,7 +38,7 @@ class FileReplaySource:
     def _files(self) -> list[Path]:
         if self.path.is_file():
             return [self.path]
-        patterns = ("*.avro",) if self.format in ("ztf-avro", "avro") else ("*.jsonl", "*.json")
+        patterns = ("*.jsonl", "*.json") if self.format == "json" else ("*.avro",)
         return sorted({p for pat in patterns for p in self.path.glob(pat) if p.is_file()})
 
     def _messages(self) -> list[Message]:

@@ -108,15 +108,17 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 2)
 
 def step_manifest(path: Path, *, bootstrap: str, topic: str, group: str, table: str, mongo_db: str,
                   dead_topic: str, batch_size: int = 50, backoff_ms: int = 200,
-                  sinks: tuple[str, ...] = ("pg", "mongo"), decode_workers: int = 0) -> Path:
-    """A PipelineStep: Kafka ZTF packets -> demo model -> PostgreSQL probability + MongoDB; DLQ topic."""
+                  sinks: tuple[str, ...] = ("pg", "mongo"), decode_workers: int = 0, fmt: str = "ztf-avro",
+                  source_extra: dict[str, Any] | None = None) -> Path:
+    """A PipelineStep: Kafka alert packets (ZTF by default) -> demo model -> PostgreSQL probability +
+    MongoDB; DLQ topic."""
     sha = yaml.safe_load(DEMO.read_text())["spec"]["processor"]["model"]["sha256"]
     doc = {
         "apiVersion": "alertops.io/v1alpha1", "kind": "PipelineStep", "metadata": {"name": "it-step"},
         "spec": {
             "source": {"kafka": {"bootstrapServers": bootstrap, "topics": [topic], "groupId": group,
-                                 "format": "ztf-avro", "batchSize": batch_size, "batchTimeoutMs": 300,
-                                 "decodeWorkers": decode_workers}},
+                                 "format": fmt, "batchSize": batch_size, "batchTimeoutMs": 300,
+                                 "decodeWorkers": decode_workers, **(source_extra or {})}},
             "processor": {"model": {"path": str(MODEL), "sha256": sha, "classifierName": "demo",
                                     "classifierVersion": "0.1.0"}},
             "sinks": [s for s in [
