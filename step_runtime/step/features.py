@@ -175,7 +175,7 @@ def alert_detections(alerts: Sequence[dict[str, Any]], bands: Sequence[str] = ("
     alert counts once.
     """
     index = {b: i for i, b in enumerate(bands)}
-    rows: list[tuple[float, ...]] = []
+    rows: list[tuple[Any, ...]] = []
     for i, alert in enumerate(alerts):
         seen: set[Any] = set()
         for s in (alert["source"], *(alert.get("detections") or ())):
@@ -189,13 +189,15 @@ def alert_detections(alerts: Sequence[dict[str, Any]], bands: Sequence[str] = ("
                 if sid in seen:
                     continue
                 seen.add(sid)
-            rows.append((i, index.get(s.get("band"), -1), _num(s.get("mjd")), _num(mag), _num(s.get("magErr")),
-                         _num(flux), _num(s.get("fluxErr")), _num(s.get("refMag")), _num(s.get("refDistArcsec")),
-                         1.0 if s.get("isNegative") else 0.0))
+            rows.append((i, index.get(s.get("band"), -1), s.get("mjd"), mag, s.get("magErr"), flux,
+                         s.get("fluxErr"), s.get("refMag"), s.get("refDistArcsec"), s.get("isNegative")))
     if not rows:
         empty = np.zeros(0)
         return empty.astype(np.int64), empty.astype(np.int64), empty, empty, empty, empty.astype(bool)
-    arr = np.array(rows, dtype=np.float64)
+    try:  # numpy turns None into NaN and booleans into 0/1 on its own, in C
+        arr = np.array(rows, dtype=np.float64)
+    except (TypeError, ValueError):  # a value that is not a number: NaN, one at a time
+        arr = np.array([tuple(_num(v) for v in row) for row in rows], dtype=np.float64)
     mag, flux, flagged = arr[:, 3], arr[:, 5], arr[:, 9] > 0
     measured_mag = mag > 0  # a measured magnitude (ZTF-style); NaN when the survey measures flux
     apparent = apparent_magnitude(mag, arr[:, 7], arr[:, 8], np.where(flagged, -1.0, 1.0))
