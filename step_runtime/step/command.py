@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from step_runtime.cli import port_number
+
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_SHUTDOWN_S = 25.0  # under Kubernetes' default 30 s grace period
 
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", metavar="FILE", help="PipelineStep manifest (YAML)")
     parser.add_argument("--output-dir", metavar="DIR",
                         help="base for relative output paths (file sinks, dead-letter file)")
-    parser.add_argument("--http-port", type=int, metavar="N", default=None,
+    parser.add_argument("--http-port", type=port_number, metavar="N", default=None,
                         help="port of /healthz /readyz /metrics (default 8080, env ALERTOPS_HTTP_PORT; 0 = off)")
     parser.add_argument("--exit-when-idle", type=float, metavar="SECONDS", default=None,
                         help="Kafka source: exit 0 after this long without messages (replays, benchmarks)")
@@ -87,7 +89,11 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     server = None
     explicit = args.http_port is not None or "ALERTOPS_HTTP_PORT" in os.environ
-    port = args.http_port if args.http_port is not None else int(os.environ.get("ALERTOPS_HTTP_PORT", DEFAULT_HTTP_PORT))
+    try:
+        port = (args.http_port if args.http_port is not None
+                else port_number(os.environ.get("ALERTOPS_HTTP_PORT", str(DEFAULT_HTTP_PORT))))
+    except argparse.ArgumentTypeError as exc:
+        return _error(f"env ALERTOPS_HTTP_PORT: {exc}")
     if port:
         try:
             server = serve_http(port, health, metrics)
