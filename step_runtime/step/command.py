@@ -48,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.step.loop import StepRunner
     from step_runtime.step.model import ModelError
     from step_runtime.step.observe import Health, StepMetrics, serve_http, setup_logging
+    from step_runtime.step.outputs import prepare_file_outputs, publish_file_outputs
     from step_runtime.step.processors import build_processor
     from step_runtime.step.sinks import build_sink
     from step_runtime.step.sources import build_source
@@ -81,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
         dead_letters = build_dead_letters(spec.dead_letter, kafka.bootstrap_servers if kafka else None,
                                           kafka.auth if kafka else None, output_base)
         source = build_source(spec.source, base_dir)
+        prepare_file_outputs(spec, sinks, dead_letters, base_dir, output_base)
     except (SpecError, ModelError, DecodeError, ValueError, ImportError) as exc:
         return _error(str(exc))
 
@@ -133,10 +135,11 @@ def main(args: argparse.Namespace) -> int:
                                                  "sinks": [s.name for s in sinks], "http_port": port if server else None}})
     try:
         summary = runner.run()
+        publish_file_outputs(spec, sinks, dead_letters, complete=not summary.stopped_by_signal)
     except (ValueError, SpecError) as exc:
         log.error("step failed", extra={"fields": {"error": str(exc)}})
         print(f"alertops run: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, SpecError) else 1
     finally:
         runner.close()
         if pool is not None:
