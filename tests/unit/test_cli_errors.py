@@ -37,6 +37,15 @@ def test_http_port_out_of_range(tmp_path: Path) -> None:
     assert not (tmp_path / "step-demo").exists()
 
 
+def test_operator_ports_out_of_range_and_bad_env_do_not_break_the_cli() -> None:
+    assert_one_line(run_cli("operator", "--metrics-port", "70000"), 2,
+                    "alertops operator: argument --metrics-port: expected a port number 0-65535, got 70000")
+    assert_one_line(run_cli("operator", env={"ALERTOPS_LIVENESS_PORT": "x"}), 2,
+                    "argument --liveness-port: expected a port number 0-65535, got 'x'")
+    res = run_cli("--version", env={"ALERTOPS_LIVENESS_PORT": "x"})  # was a ValueError for every command
+    assert res.returncode == 0 and "Traceback" not in res.stderr
+
+
 def test_crds_write_into_a_directory_that_cannot_be_written(tmp_path: Path) -> None:
     folder = unwritable_dir(tmp_path)
     assert_one_line(run_cli("crds", "--write", str(folder / "crds")), 2,
