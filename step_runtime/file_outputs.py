@@ -25,8 +25,13 @@ class NamedPath:
 
 
 def absolute(path: Path) -> Path:
-    """`path` made absolute with symlinks resolved, so that two spellings of one file compare equal."""
-    return Path(os.path.abspath(path)).resolve()
+    """`path` made absolute with symlinks resolved, so that two spellings of one file compare equal.
+
+    A device or pipe keeps its name: /dev/stdout resolves to a pipe's pseudo-name that cannot
+    be opened.
+    """
+    plain = Path(os.path.abspath(path))
+    return plain if is_special_file(plain) else plain.resolve()
 
 
 def is_special_file(path: Path) -> bool:
@@ -152,8 +157,8 @@ class StagedFile:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = absolute(path)  # a symlinked output is replaced at its target, not unlinked
-        self.in_place = is_special_file(path)
+        self.path = absolute(path)  # a symlinked file is replaced at its target, not unlinked
+        self.in_place = is_special_file(self.path)
         if self.in_place:
             self.tmp = self.path
         else:

@@ -182,3 +182,11 @@ def test_empty_source_folder_warns_and_other_files_are_counted_as_skipped(tmp_pa
     ready = [json.loads(line) for line in res.stderr.splitlines() if '"file source ready"' in line]
     assert (ready[0]["files"], ready[0]["skipped_files"], ready[0]["messages"]) == (3, 1, 3)
     assert '"level": "warning"' not in res.stderr
+
+
+def test_a_pipe_is_written_in_place(tmp_path: Path) -> None:
+    """A JSONL sink on /dev/stdout (a pipe here) streams the lines; nothing is renamed over it."""
+    res = run(manifest(tmp_path, [{"path": "/dev/stdout", "format": "jsonl"}]))
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == N_OUT and all("oid" in r for r in lines)
