@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from step_runtime.cli import port_number
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `alertops operator`."""
@@ -15,9 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--selector", "-l", default=os.environ.get("ALERTOPS_OPERATOR_SELECTOR"), metavar="SELECTOR",
                         help="handle only resources whose labels match (key=value, key!=value, key, !key; "
                              "comma = and; default: $ALERTOPS_OPERATOR_SELECTOR or all)")
-    parser.add_argument("--liveness-port", type=int, default=int(os.environ.get("ALERTOPS_LIVENESS_PORT", "8081")),
+    # String defaults go through `type` at parse time: a bad env value is a one-line usage error.
+    parser.add_argument("--liveness-port", type=port_number, default=os.environ.get("ALERTOPS_LIVENESS_PORT", "8081"),
                         help="serve kopf's liveness probe at :PORT/healthz (0: off; default 8081)")
-    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("ALERTOPS_METRICS_PORT", "8082")),
+    parser.add_argument("--metrics-port", type=port_number, default=os.environ.get("ALERTOPS_METRICS_PORT", "8082"),
                         help="serve Prometheus metrics at :PORT/metrics (0: off; default 8082)")
     parser.add_argument("--default-image", default=os.environ.get("ALERTOPS_DEFAULT_IMAGE"),
                         help="runtime image for resources that name none (TrainingSetBuild)")

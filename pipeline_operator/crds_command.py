@@ -31,10 +31,18 @@ def main(args: argparse.Namespace) -> int:
     files = render_files()
     if args.write:
         out = Path(args.write)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (out / name).write_text(text)
-            print(f"wrote {out / name}")
+        if out.exists() and not out.is_dir():
+            print(f"alertops crds: --write {out}: is a file, expected a directory", file=sys.stderr)
+            return 2
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for name, text in files.items():
+                (out / name).write_text(text)
+                print(f"wrote {out / name}")
+        except OSError as exc:
+            where = exc.filename or out
+            print(f"alertops crds: --write {out}: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         return 0
     if args.check:
         out = Path(args.check)

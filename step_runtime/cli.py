@@ -3,14 +3,19 @@
 Each subcommand lives in the module that owns it; this file only wires them up. A subcommand's
 module exposes `add_arguments(parser)` and `main(args) -> int`; it keeps heavy imports (numpy,
 kopf, confluent-kafka) inside `main`, so `alertops --help` stays fast.
+
+Errors are one line on stderr. A subcommand reports what a user can fix with exit status 2; an
+exception nobody expected ends here as one line with exit status 1, and only with
+ALERTOPS_DEBUG=1 as a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from step_runtime import __version__
 
@@ -23,6 +28,41 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXIT_STATUS = """\
+exit status:
+  0  success (run: input exhausted, idle, or stopped by SIGTERM with nothing partial committed)
+  1  the environment failed, or a bug: a service down, a full disk, a database refusing a
+     batch, an interruption, CRDs out of date (crds --check); one line on stderr
+     (ALERTOPS_DEBUG=1 adds the traceback of an unexpected error)
+  2  a mistake to fix: arguments, the manifest (file, YAML, spec), a missing input, an output
+     path that cannot be written or is shared, a Parquet field changing type; one line naming
+     it, before anything is consumed whenever it can be known then
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `alertops run: argument --http-port: ... (see --help)`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def debug_enabled() -> bool:
+    """True when env ALERTOPS_DEBUG asks for tracebacks (set, and not 0/false/no)."""
+    return os.environ.get("ALERTOPS_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def port_number(text: str) -> int:
+    """argparse type of a TCP port to listen on: an integer 0-65535 (0: off)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {port}")
+    return port
+
+
 def _available(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -32,16 +72,19 @@ def _available(module: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one subparser per subcommand whose module is installed."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="alertops",
         description="Declarative pipelines for astronomical alert brokers.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"alertops {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         if not _available(module):
             continue
-        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_STATUS,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(_module=module)
         importlib.import_module(module).add_arguments(sp)
     return parser
@@ -54,7 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
-    return int(importlib.import_module(args._module).main(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except KeyboardInterrupt:
+        print(f"alertops {args.command}: interrupted", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug or an environment failure: one line, the type for a report
+        if debug_enabled():
+            raise
+        text = " ".join(str(exc).split()) or "(no message)"
+        print(f"alertops {args.command}: failed: {type(exc).__name__}: {text} "
+              "(set ALERTOPS_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

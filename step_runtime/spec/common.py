@@ -96,25 +96,88 @@ def format_validation_error(err: ValidationError, source: str, prefix: str = "sp
         field = f"{prefix}.{loc}" if loc else prefix
         got = e.get("input")
         shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        if isinstance(got, bool) and e["type"] == "string_type":
+            shown += "; YAML reads unquoted yes/no/on/off/true/false as a boolean: quote it to mean text"
         lines.append(f"{source}: {field}: {e['msg']}{shown}")
     return "\n".join(lines)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing mappings whose keys repeat.
+
+    PyYAML keeps the last of two equal keys silently: two `processor:` blocks would run the
+    second. Keys YAML 1.1 makes equal are refused too (`1` and `true`, `0` and `no`, `1` and
+    `1.0`), since a labelMap of `{1: RRL, true: Y}` would map label 1 to Y. A key that a merge
+    (`<<: *anchor`) brings in may still be overridden, as YAML intends.
+    """
+
+
+def _duplicate_key_message(first: yaml.Node, again: yaml.Node) -> str:
+    where = f"line {again.start_mark.line + 1}"
+    if first.value == again.value:
+        return (f"{where}: duplicate key {again.value!r} (first at line {first.start_mark.line + 1}); "
+                "YAML would silently keep only the last one: remove or merge one of them")
+    return (f"{where}: key {again.value!r} is the same key as {first.value!r} on line "
+            f"{first.start_mark.line + 1}: YAML 1.1 reads true/yes/on as 1 and false/no/off as 0, and 1.0 equals 1; "
+            f"quote keys meant as text ('{first.value}', '{again.value}')")
+
+
+def _construct_strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    own = {id(key) for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"}
+    loader.flatten_mapping(node)  # merged pairs first, then the mapping's own (which may override them)
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.get(key)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping below reports it
+        if first is not None and id(first) in own and id(key_node) in own:
+            raise ManifestKeyError(_duplicate_key_message(first, key_node))
+        seen[key] = key_node
+    return loader.construct_mapping(node, deep=deep)
+
+
+class ManifestKeyError(yaml.YAMLError):
+    """A mapping repeats a key (or holds two keys YAML 1.1 makes equal)."""
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_strict_mapping)
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """Every non-empty YAML document of `text`, refusing repeated keys (ManifestKeyError)."""
+    return [d for d in yaml.load_all(text, Loader=_StrictLoader) if d is not None]
 
 
 def read_manifest(path: str | Path, kind: str) -> dict[str, Any]:
     """Read a YAML manifest of `kind` and return it whole, checking apiVersion and kind.
 
     A file may hold several documents (a Secret beside the resource, say): the first one of
-    the wanted kind is taken.
+    the wanted kind is taken. A mapping that repeats a key is refused.
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{p}: no such manifest file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{p}: is a directory, expected a manifest file (YAML)") from None
+    except OSError as exc:
+        raise SpecError(f"{p}: cannot read the manifest: {exc.strerror or exc}") from None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{p}: not a YAML manifest: binary data, not UTF-8 text "
+                        f"(byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    if "\x00" in text:
+        raise SpecError(f"{p}: not a YAML manifest: binary data (a NUL byte at offset {text.index(chr(0))})")
+    try:
+        docs = load_yaml_documents(text)
+    except ManifestKeyError as exc:
+        raise SpecError(f"{p}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{p}: not valid YAML: {exc}") from None
+        raise SpecError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == kind:
             if doc.get("apiVersion") != GROUP_VERSION:

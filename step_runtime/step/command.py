@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from step_runtime.cli import port_number
+
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_SHUTDOWN_S = 25.0  # under Kubernetes' default 30 s grace period
 
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", metavar="FILE", help="PipelineStep manifest (YAML)")
     parser.add_argument("--output-dir", metavar="DIR",
                         help="base for relative output paths (file sinks, dead-letter file)")
-    parser.add_argument("--http-port", type=int, metavar="N", default=None,
+    parser.add_argument("--http-port", type=port_number, metavar="N", default=None,
                         help="port of /healthz /readyz /metrics (default 8080, env ALERTOPS_HTTP_PORT; 0 = off)")
     parser.add_argument("--exit-when-idle", type=float, metavar="SECONDS", default=None,
                         help="Kafka source: exit 0 after this long without messages (replays, benchmarks)")
@@ -47,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.step.validate import AlertGate
     from step_runtime.step.model import ModelError
     from step_runtime.step.observe import Health, StepMetrics, serve_http, setup_logging
+    from step_runtime.step.outputs import prepare_file_outputs, publish_file_outputs
     from step_runtime.step.processors import build_processor
     from step_runtime.step.sinks import build_sink
     from step_runtime.step.sources import build_schema_cache, build_source
@@ -89,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
         dead_letters = build_dead_letters(spec.dead_letter, kafka.bootstrap_servers if kafka else None,
                                           kafka.auth if kafka else None, output_base)
         source = build_source(spec.source, base_dir)
+        prepare_file_outputs(spec, sinks, dead_letters, base_dir, output_base)
     except (SpecError, ModelError, DecodeError, ValueError, ImportError) as exc:
         return _error(str(exc))
 
@@ -97,7 +101,11 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     server = None
     explicit = args.http_port is not None or "ALERTOPS_HTTP_PORT" in os.environ
-    port = args.http_port if args.http_port is not None else int(os.environ.get("ALERTOPS_HTTP_PORT", DEFAULT_HTTP_PORT))
+    try:
+        port = (args.http_port if args.http_port is not None
+                else port_number(os.environ.get("ALERTOPS_HTTP_PORT", str(DEFAULT_HTTP_PORT))))
+    except argparse.ArgumentTypeError as exc:
+        return _error(f"env ALERTOPS_HTTP_PORT: {exc}")
     if port:
         try:
             server = serve_http(port, health, metrics)
@@ -137,10 +145,11 @@ def main(args: argparse.Namespace) -> int:
                                                  "sinks": [s.name for s in sinks], "http_port": port if server else None}})
     try:
         summary = runner.run()
+        publish_file_outputs(spec, sinks, dead_letters, complete=not summary.stopped_by_signal)
     except (ValueError, SpecError) as exc:
         log.error("step failed", extra={"fields": {"error": str(exc)}})
         print(f"alertops run: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, SpecError) else 1
     finally:
         runner.close()
         if pool is not None:

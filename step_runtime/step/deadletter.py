@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from step_runtime.spec.pipelinestep import DeadLetterSpec
 from step_runtime.step.kafka_config import producer_config
 from step_runtime.step.messages import DeadLetter
 from step_runtime.step.errors import SinkUnavailable
+from step_runtime.step.sinks.files import APPEND, FileOutputWriter, JsonlOutput
 
 log = logging.getLogger("alertops.step")
 
@@ -50,28 +50,21 @@ class LogDeadLetters:
         return None
 
 
-class FileDeadLetters:
-    """JSONL file, one line per bad message."""
+class FileDeadLetters(FileOutputWriter):
+    """JSONL file, one line per bad message, with the semantics of every file output.
+
+    Replace mode (a bounded source) writes a temporary file renamed over the path after a
+    complete run; append mode (Kafka) appends and fsyncs each batch before its commit. See
+    `step_runtime.step.sinks.files`.
+    """
 
     name = "dead-letter-file"
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
+    def __init__(self, path: Path, mode: str = APPEND) -> None:
+        self.output = JsonlOutput(self.name, path, mode)
 
     def write(self, dead: list[DeadLetter]) -> None:
-        if not dead:
-            return
-        with open(self.path, "a") as fh:
-            fh.write("".join(json.dumps(as_json(d)) + "\n" for d in dead))
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def close(self) -> None:
-        return None
+        self.output.write_lines([json.dumps(as_json(d)) for d in dead])
 
 
 class KafkaDeadLetters:

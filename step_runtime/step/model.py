@@ -35,11 +35,55 @@ def load_pinned_model(path: Path, pinned_sha256: str) -> Any:
     try:
         model = joblib.load(path)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"spec.processor.model.path: cannot load {path} with joblib: {exc}") from None
+        raise ModelError(f"spec.processor.model.path: cannot load {path}: {load_failure(path, exc)}") from None
     if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
         raise ModelError(f"spec.processor.model.path: {path} holds a {type(model).__name__}, "
                          "expected a fitted classifier with predict_proba and classes_")
     return model
+
+
+# Leading bytes of the formats a model file is most often confused with, and of joblib's own.
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"\x5d\x00\x00": "lzma",
+               b"\x04\x22\x4d\x18": "lz4", b"x\x01": "zlib", b"x\x5e": "zlib", b"x\x9c": "zlib", b"x\xda": "zlib"}
+_OTHER = {b"PK\x03\x04": "a ZIP archive (skops, .npz or a PyTorch checkpoint?)",
+          b"\x89HDF\r\n\x1a\n": "an HDF5 file (a Keras .h5 model?)",
+          b"\x93NUMPY": "a NumPy .npy array", b"PAR1": "a Parquet file"}
+
+
+def describe_model_bytes(head: bytes) -> tuple[str, bool]:
+    """What the first bytes of a model file say it is, and whether joblib could read such a file."""
+    if not head:
+        return "the file is empty", False
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        return f"a pickle (protocol {head[1]})", True
+    for magic, kind in _COMPRESSED.items():
+        if head.startswith(magic):
+            return f"a {kind}-compressed file", True
+    for magic, kind in _OTHER.items():
+        if head.startswith(magic):
+            return kind, False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a character cut at the end of the head is still text
+        text = head[:exc.start].decode("utf-8") if exc.start >= len(head) - 3 else ""
+    if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"a text file (it starts {text[:24]!r})", False
+    return f"unrecognised binary data (it starts {head[:8].hex(' ')})", False
+
+
+def load_failure(path: Path, exc: BaseException) -> str:
+    """Why joblib could not load `path`, in words: what the file is, then what went wrong."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    kind, loadable = describe_model_bytes(head)
+    expected = "expected a fitted scikit-learn classifier saved with joblib.dump"
+    if not loadable:
+        return f"{kind}, not a joblib or pickle file; {expected}"
+    if isinstance(exc, ModuleNotFoundError):
+        return f"{kind} that needs the Python module {exc.name!r}, which is not installed here"
+    if isinstance(exc, EOFError):
+        return f"{kind} that ends early (truncated?); {expected}"
+    return f"{kind} that joblib cannot load ({type(exc).__name__}: {exc}); {expected}"
 
 
 def model_feature_names(model: Any, configured: Sequence[str]) -> list[str]:

@@ -10,6 +10,7 @@ from step_runtime.spec.pipelinestep import FileSource, KafkaSource
 from step_runtime.step.kafka_config import auth_config, client_logger
 from step_runtime.step.messages import Message
 from step_runtime.step.errors import SinkUnavailable
+from step_runtime.step.replay_files import log_replay_folder, replay_files
 
 log = logging.getLogger("alertops.step")
 
@@ -33,13 +34,10 @@ class FileReplaySource:
         if not self.path.exists():
             raise ValueError(f"spec.source.files.path: {self.path} does not exist")
         self._pending = list(self._messages())
-        log.info("file source ready", extra={"fields": {"path": str(self.path), "messages": len(self._pending)}})
+        log_replay_folder(self.path, self.format, replay_files(self.path, self.format), len(self._pending))
 
     def _files(self) -> list[Path]:
-        if self.path.is_file():
-            return [self.path]
-        patterns = ("*.jsonl", "*.json") if self.format == "json" else ("*.avro",)
-        return sorted({p for pat in patterns for p in self.path.glob(pat) if p.is_file()})
+        return replay_files(self.path, self.format).used
 
     def _messages(self) -> list[Message]:
         out: list[Message] = []

@@ -59,11 +59,13 @@ def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from step_runtime.cli import debug_enabled
     from step_runtime.spec.common import SpecError, parse_spec, read_manifest
     from step_runtime.spec.trainingset import KIND, TrainingSetBuildSpec
     from step_runtime.trainingset.errors import BuildError, BuildFailure
     from step_runtime.trainingset.run import (BuildPaths, build_all, build_merge, build_partition,
                                               write_termination_message)
+    from step_runtime.trainingset.writers import check_output_paths
 
     def fail(message: str, status: int) -> int:
         print(f"alertops build: {message}", file=sys.stderr)
@@ -75,9 +77,11 @@ def main(args: argparse.Namespace) -> int:
         spec = parse_spec(TrainingSetBuildSpec, manifest["spec"], args.file)
         name = str((manifest.get("metadata") or {}).get("name", Path(args.file).stem))
         paths = BuildPaths.plan(spec, Path(args.file), Path(args.output_dir) if args.output_dir else None)
+        partition = args.partition is not None or args.partition_from_env
+        check_output_paths(spec, paths, "partition" if partition else "merge" if args.merge else "all")
         if args.workers is not None and args.workers < 1:
             raise BuildError(f"--workers must be >= 1, got {args.workers}")
-        if args.partition is not None or args.partition_from_env:
+        if partition:
             k = args.partition if args.partition is not None else _partition_from_env()
             summary = build_partition(spec, name, paths, k)
             print(f"partition {k} of {spec.parallelism}: {summary['rows']} sources -> {summary['output']}")
@@ -96,6 +100,6 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return fail("interrupted", 1)
     except Exception as exc:  # a bug or an environment failure: one line, and the type for a report
-        if os.environ.get("ALERTOPS_DEBUG"):
+        if debug_enabled():
             raise
         return fail(f"failed: {type(exc).__name__}: {exc} (set ALERTOPS_DEBUG=1 for a traceback)", 1)

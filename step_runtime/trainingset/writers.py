@@ -7,36 +7,63 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 
-from step_runtime.spec.trainingset import PostgresOutput
+from step_runtime.file_outputs import NamedPath, StagedFile, absolute, describe_os_error, path_problems
+from step_runtime.spec.trainingset import PostgresOutput, TrainingSetBuildSpec
 from step_runtime.trainingset.errors import BuildError, BuildFailure
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success rename it to `path`, else delete it."""
+    """Yield a temporary path next to `path`; on success rename it to `path`, else delete it.
+
+    An OSError while writing (a full disk) becomes a BuildFailure naming the file (exit 1).
+    """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = StagedFile(path)
     except OSError as exc:
-        raise BuildError(f"{path.parent}: cannot create output directory: {exc.strerror}") from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+        raise BuildError(f"{path.parent}: cannot create output directory: {describe_os_error(exc)}") from None
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        yield staged.tmp
+        staged.commit()
+    except OSError as exc:
+        raise BuildFailure(f"{path}: cannot write: {describe_os_error(exc)}") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        staged.discard()
+
+
+def check_output_paths(spec: TrainingSetBuildSpec, paths: Any, mode: str) -> None:
+    """Before any work: refuse outputs that cannot be written, share a path or overlap an input.
+
+    `paths` is the build's BuildPaths; `mode` is "all", "partition" or "merge" (whose inputs
+    include the partitions). Outputs must be regular files (a device would get a temporary file
+    renamed over it). The problems, one per line, name the field each path comes from.
+    """
+    from step_runtime.trainingset.tables import resolve_path
+
+    parts = "spec.output.path (partitions, <path>.parts/)"
+    if mode == "partition":
+        outputs = [NamedPath(parts, paths.parts_dir)]
+    else:
+        outputs = [NamedPath("spec.output.path", paths.output),
+                   NamedPath("spec.output.path (summary, <path>.summary.json)", paths.summary),
+                   NamedPath("spec.output.path (report, <path>.report.png)", paths.report)]
+    inputs = [NamedPath(field, resolve_path(table.path, paths.base_dir))
+              for field, table in [("spec.source.path", spec.source),
+                                   *((f"spec.catalogs[{i}].path", c) for i, c in enumerate(spec.catalogs))]
+              if table.path is not None]
+    if mode == "merge":
+        inputs.append(NamedPath(parts, paths.parts_dir))
+    problems = path_problems([NamedPath(p.field, absolute(p.path)) for p in outputs],
+                             [NamedPath(p.field, absolute(p.path)) for p in inputs],
+                             folders=frozenset([parts]), special_ok=False)
+    if problems:
+        raise BuildError("\n".join(problems))
 
 
 def output_format(path: Path, fmt: str) -> str:
