@@ -14,8 +14,13 @@
    (benchmarks/step_apf_baseline.py in its own venv under ~/.cache/alertops/apf, installed as
    the issue says when missing); for LSST, a plain step decoding whole packets with fastavro
    (benchmarks/step_plain_baseline.py).
-4. ZTF: measures the crossmatch processor alone against a 1e6-row catalog.
+4. Latency (--latency-rate, default 1000 alerts/s, 0 to skip): the step runs on an empty topic
+   while an open-loop producer in this process offers that rate for --latency-seconds; each
+   alert's latency is from its Kafka timestamp (set when produced) to the moment its batch was
+   accepted by every sink (`written_at` of the step's batch log, matched by offset): p50/p99.
+5. ZTF: measures the crossmatch processor alone against a 1e6-row catalog.
 Last line: RESULT step survey=<s> alerts_per_s=<n> p99_batch_ms=<m> ratio_vs_<peer>=<r>
+           p50_latency_ms=<a> p99_latency_ms=<b> latency_rate=<offered alerts/s>
 """
 from __future__ import annotations
 
@@ -93,32 +98,110 @@ def stats(batches: list[tuple[float, float, int]]) -> tuple[float, float, float,
     return total / (max(ends) - min(starts)), float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), total
 
 
-def run_alertops(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> list[tuple[float, float, int]]:
-    """`alertops run` over the topic; its (poll start, commit, messages) per batch from its JSON logs."""
+def alertops_manifest(workdir: Path, cfg: dict, batch_size: int, topic: str, group: str) -> Path:
     from step_support import step_manifest
 
-    manifest = step_manifest(workdir / "step.yaml", bootstrap=cfg["bootstrap"], topic=cfg["topic"],
-                             group=cfg["group"] + "-alertops", table=cfg["table"] + "_alertops",
-                             mongo_db=cfg["mongo_db"] + "_alertops", dead_topic=cfg["topic"] + "-dead",
-                             batch_size=batch_size, sinks=tuple(cfg["sinks"]),
-                             decode_workers=cfg["decode_workers"],
-                             fmt="lsst-avro" if cfg["survey"] == "lsst" else "ztf-avro",
-                             source_extra={"schemaDir": cfg["schema_dir"]} if cfg["survey"] == "lsst" else None)
+    return step_manifest(workdir / f"{topic}.yaml", bootstrap=cfg["bootstrap"], topic=topic,
+                         group=group, table=cfg["table"] + "_alertops",
+                         mongo_db=cfg["mongo_db"] + "_alertops", dead_topic=cfg["topic"] + "-dead",
+                         batch_size=batch_size, sinks=tuple(cfg["sinks"]),
+                         decode_workers=cfg["decode_workers"],
+                         fmt="lsst-avro" if cfg["survey"] == "lsst" else "ztf-avro",
+                         source_extra={"schemaDir": cfg["schema_dir"]} if cfg["survey"] == "lsst" else None)
+
+
+def batch_log(log: Path) -> list[dict]:
+    """The step's "batch committed" entries."""
+    out = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):  # an interpreter warning is not a log entry
+            entry = json.loads(line)
+            if entry.get("msg") == "batch committed":
+                out.append(entry)
+    return out
+
+
+def latency_run(workdir: Path, cfg: dict, batch_size: int, rate: float, seconds: float) -> tuple[float, float, int]:
+    """(p50 ms, p99 ms, alerts) of the per-alert latency under an open-loop producer offering `rate`/s."""
+    import threading
+
+    from confluent_kafka import Producer
+
+    from step_support import committed_total, create_topic, free_port, wait_until
+
+    topic, group = cfg["topic"] + "-live", cfg["group"] + "-live"
+    create_topic(cfg["bootstrap"], topic, partitions=1)
+    cfg.setdefault("extra_topics", []).append(topic)
+    packets = [(oid.encode(), pkt) for oid, _, pkt in synthetic(cfg["survey"], 2000)]
+    manifest = alertops_manifest(workdir, cfg, batch_size, topic, group)
+    env = {**os.environ, "ALERTOPS_SECRET_PG_DSN": cfg["dsn"], "ALERTOPS_SECRET_MONGO_URI": cfg["mongo"]}
+    log = workdir / "alertops-live.log"
+    producer = Producer({"bootstrap.servers": cfg["bootstrap"], "linger.ms": 2, "acks": "all",
+                         "message.max.bytes": 10_000_000, "queue.buffering.max.kbytes": 1_048_576})
+    stamps: dict[int, float] = {}  # offset -> Kafka timestamp (s) of the timed alerts
+    lock = threading.Lock()
+
+    def delivered(err: object, msg: object) -> None:
+        if err is None:
+            with lock:
+                stamps[msg.offset()] = msg.timestamp()[1] / 1000.0  # type: ignore[attr-defined]
+
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "step_runtime", "run", str(manifest), "--http-port",
+                                 str(free_port()), "--exit-when-idle", "5"], stderr=fh, stdout=subprocess.DEVNULL,
+                                env=env, cwd=ROOT)
+        try:
+            # warm-up: the consumer joins its group and has committed before the clock starts
+            for key, value in packets[:20]:
+                producer.produce(topic, value=value, key=key)
+            producer.flush(60)
+            wait_until(lambda: committed_total(cfg["bootstrap"], group, topic, partitions=1) >= 20, 300,
+                       "the live step committing its warm-up alerts")
+            n = int(rate * seconds)
+            t0 = time.monotonic()
+            for i in range(n):  # open loop: on schedule whatever the step does
+                ahead = t0 + i / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)  # pacing the offered load, not synchronisation
+                key, value = packets[i % len(packets)]
+                while True:
+                    try:
+                        producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                producer.poll(0)
+            producer.flush(120)
+            print(f"offered {n} alerts in {time.monotonic() - t0:.1f}s ({n / (time.monotonic() - t0):,.0f}/s)", flush=True)
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    import numpy as np
+
+    latencies = []
+    for entry in batch_log(log):
+        lo, hi = next(iter(entry["offsets"].values()))
+        latencies += [entry["written_at"] - stamps[o] for o in range(lo, hi + 1) if o in stamps]
+    ms = np.array(latencies) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), len(ms)
+
+
+def run_alertops(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> list[tuple[float, float, int]]:
+    """`alertops run` over the topic; its (poll start, commit, messages) per batch from its JSON logs."""
+    manifest = alertops_manifest(workdir, cfg, batch_size, cfg["topic"], cfg["group"] + "-alertops")
     env = {**os.environ, "ALERTOPS_SECRET_PG_DSN": cfg["dsn"], "ALERTOPS_SECRET_MONGO_URI": cfg["mongo"]}
     log = workdir / "alertops.log"
     with open(log, "w") as fh:
         subprocess.run([sys.executable, "-m", "step_runtime", "run", str(manifest), "--http-port", "0",
                         "--exit-when-idle", "5"], stderr=fh, stdout=subprocess.DEVNULL, env=env,
                        timeout=timeout, check=True, cwd=ROOT)
-    batches = []
     import datetime as dt
-    for line in log.read_text().splitlines():
-        if not line.startswith("{"):  # an interpreter warning is not a log entry
-            continue
-        entry = json.loads(line)
-        if entry.get("msg") == "batch committed":
-            end = dt.datetime.strptime(entry["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
-            batches.append((end - entry["batch_ms"] / 1000, end, entry["messages"]))
+
+    batches = []
+    for entry in batch_log(log):
+        end = dt.datetime.strptime(entry["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+        batches.append((end - entry["batch_ms"] / 1000, end, entry["messages"]))
     return batches
 
 
@@ -181,7 +264,8 @@ def cleanup(cfg: dict) -> None:
         drop_mongo(cfg["mongo"], cfg["mongo_db"] + suffix)
     from confluent_kafka.admin import AdminClient
     admin = AdminClient({"bootstrap.servers": cfg["bootstrap"]})
-    futures = admin.delete_topics([cfg["topic"], cfg["topic"] + "-dead"], operation_timeout=30)
+    futures = admin.delete_topics([cfg["topic"], cfg["topic"] + "-dead", *cfg.get("extra_topics", [])],
+                                  operation_timeout=30)
     # Keep the client and wait: a client dropped at once never sends the request (its futures
     # fail with _DESTROY), and every run then left 3 GB of alerts behind.
     for topic, future in futures.items():
@@ -204,6 +288,9 @@ def main() -> int:
     parser.add_argument("--sinks", default="pg,mongo",
                         help="comma-separated subset of pg,mongo (FerretDB 1.24 scans the collection on every upsert: see docs/step-runtime.md)")
     parser.add_argument("--timeout", type=float, default=3600, help="per step run, seconds")
+    parser.add_argument("--latency-rate", type=float, default=1000.0,
+                        help="alerts/s the open-loop producer offers in the latency run (0: no latency run)")
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
     args = parser.parse_args()
     missing = [v for v in ("ALERTOPS_KAFKA_BOOTSTRAP", "ALERTOPS_POSTGRES_DSN", "ALERTOPS_MONGODB_URI")
                if not os.environ.get(v)]
@@ -236,12 +323,18 @@ def main() -> int:
             print(f"{peer}: {an} alerts, {arate:,.0f} alerts/s, batch p50 {ap50:.0f} ms p99 {ap99:.0f} ms",
                   flush=True)
             ratio = rate / arate
+        lat50 = lat99 = float("nan")
+        if args.latency_rate > 0:
+            lat50, lat99, nlat = latency_run(workdir, cfg, args.batch_size, args.latency_rate, args.latency_seconds)
+            print(f"alertops latency at {args.latency_rate:,.0f} alerts/s offered: {nlat} alerts, "
+                  f"p50 {lat50:.0f} ms, p99 {lat99:.0f} ms (Kafka timestamp -> written by every sink)", flush=True)
         if args.survey == "ztf":
             crossmatch_alone(50_000)
     finally:
         cleanup(cfg)
         print(f"logs in {workdir}", flush=True)
-    print(f"RESULT step survey={args.survey} alerts_per_s={rate:.0f} p99_batch_ms={p99:.0f} ratio_vs_{peer}={ratio:.2f}")
+    print(f"RESULT step survey={args.survey} alerts_per_s={rate:.0f} p99_batch_ms={p99:.0f} ratio_vs_{peer}={ratio:.2f} "
+          f"p50_latency_ms={lat50:.0f} p99_latency_ms={lat99:.0f} latency_rate={args.latency_rate:.0f}")
     return 0
 
 

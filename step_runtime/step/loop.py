@@ -65,7 +65,15 @@ class Delivery:
     batch: InFlight
     result: "Transformed"
     transformed: float
-    written: "Future[dict[str, float] | None]"  # each sink's write time (ms) once all accepted; None if stopped first
+    written: "Future[Written | None]"  # once every sink accepted it; None if stopped first
+
+
+@dataclass
+class Written:
+    """A batch every sink accepted: when (epoch seconds), and how long each sink took (ms)."""
+
+    at: float
+    sink_ms: dict[str, float]
 
 
 @dataclass
@@ -196,9 +204,9 @@ class StepRunner:
         self.metrics.ready.labels(self.step).set(1)
 
     # -- one batch ----------------------------------------------------------------------------
-    def deliver(self, outputs: list[dict[str, Any]], dead: list[DeadLetter]) -> dict[str, float] | None:
-        """Hand the batch to every sink and the dead letter; each one's write time (ms) once all
-        accepted it, None if stopped first.
+    def deliver(self, outputs: list[dict[str, Any]], dead: list[DeadLetter]) -> Written | None:
+        """Hand the batch to every sink and the dead letter; when and how fast once all accepted
+        it, None if stopped first.
 
         A sink that accepted is not asked again while another one is retried, so a Kafka sink
         does not produce the batch twice because PostgreSQL was down.
@@ -228,7 +236,9 @@ class StepRunner:
             if failure is not None:
                 raise failure
 
-        return timings if self._with_backoff("writing batch", attempt) else None
+        if not self._with_backoff("writing batch", attempt):
+            return None
+        return Written(time.time(), timings)
 
     def _resolve(self, values: list[bytes]) -> Schemas | None:
         """The schemas of the batch's Confluent-framed messages, by id (retried while the registry
@@ -327,8 +337,8 @@ class StepRunner:
     def _complete(self, delivery: Delivery) -> bool:
         """Wait for a batch's writes, then commit it; False if stopped during sink retries."""
         messages = delivery.batch.messages
-        sink_ms = delivery.written.result()
-        if sink_ms is None:
+        written = delivery.written.result()
+        if written is None:
             log.info("stopping: batch abandoned during sink retries (not committed)",
                      extra={"fields": {"messages": len(messages)}})
             self.summary.stopped_by_signal = True
@@ -346,6 +356,7 @@ class StepRunner:
         for reason, n in delivery.result.filtered.items():
             self.metrics.filtered.labels(self.step, reason).inc(n)
         self.summary.filtered.update(delivery.result.filtered)
+        latency = self._latency(messages, written.at)
         self.summary.outputs += len(outputs)
         self.summary.dead_letters += len(dead)
         self.summary.batches += 1
@@ -355,10 +366,26 @@ class StepRunner:
             "messages": len(messages), "outputs": len(outputs), "dead_letters": len(dead),
             "filtered": dict(delivery.result.filtered),
             "batch_ms": round(elapsed * 1000, 1), "poll_ms": round((batch.polled - batch.started) * 1000, 1),
-            "process_ms": round((delivery.transformed - batch.polled) * 1000, 1), "sink_ms": sink_ms,
+            "process_ms": round((delivery.transformed - batch.polled) * 1000, 1), "sink_ms": written.sink_ms,
             "wait_ms": round((delivered - delivery.transformed) * 1000, 1),
-            "commit_ms": round((time.monotonic() - delivered) * 1000, 1)}})
+            "commit_ms": round((time.monotonic() - delivered) * 1000, 1), "written_at": round(written.at, 3),
+            "latency_ms": latency, "offsets": _offset_ranges(messages)}})
         return True
+
+    def _latency(self, messages: list[Message], written_at: float) -> dict[str, float] | None:
+        """Each message's time from its Kafka timestamp to its batch written (the histogram), and
+        the batch's p50/p99/max in ms (None without timestamps: file sources)."""
+        stamps = [m.timestamp_ms for m in messages if m.timestamp_ms is not None]
+        if not stamps:
+            return None
+        import numpy as np
+
+        seconds = written_at - np.asarray(stamps, dtype=np.float64) / 1000.0
+        observe = self.metrics.alert_latency.labels(self.step).observe
+        for s in seconds.tolist():
+            observe(s)
+        p50, p99 = np.percentile(seconds, [50, 99]) * 1000
+        return {"p50": round(float(p50), 1), "p99": round(float(p99), 1), "max": round(float(seconds.max()) * 1000, 1)}
 
     def _update_lag(self) -> None:
         for (topic, partition), lag in self.source.lag().items():
@@ -373,3 +400,16 @@ class StepRunner:
                 part.close()
             except Exception as exc:  # noqa: BLE001
                 log.warning("close failed", extra={"fields": {"part": getattr(part, "name", "source"), "error": str(exc)}})
+
+
+def _offset_ranges(messages: list[Message]) -> dict[str, list[int]]:
+    """The first and last offset of the batch in each topic/partition (for replays and benchmarks)."""
+    ranges: dict[str, list[int]] = {}
+    for m in messages:
+        key = f"{m.topic}/{m.partition}"
+        r = ranges.get(key)
+        if r is None:
+            ranges[key] = [m.offset, m.offset]
+        else:
+            r[0], r[1] = min(r[0], m.offset), max(r[1], m.offset)
+    return ranges

@@ -14,6 +14,7 @@ class Message:
     partition: int
     offset: int
     key: bytes | None = None
+    timestamp_ms: int | None = None  # Kafka's message timestamp (create or log-append time), if any
 
 
 @dataclass(frozen=True)

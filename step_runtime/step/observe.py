@@ -58,6 +58,10 @@ class StepMetrics:
         self.lag = Gauge("alertops_step_consumer_lag", "Messages behind the high watermark.",
                          [*labels, "topic", "partition"], registry=r)
         self.ready = Gauge("alertops_step_ready", "1 when the step is ready.", labels, registry=r)
+        self.alert_latency = Histogram(
+            "alertops_step_alert_latency_seconds",
+            "From a message's Kafka timestamp to its batch accepted by every sink.", labels, registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60, 300))
         self.filtered = Counter("alertops_step_alerts_filtered_total",
                                 "Good alerts the step's alertFilter left out, by reason.", [*labels, "reason"], registry=r)
 

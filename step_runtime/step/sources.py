@@ -138,7 +138,9 @@ class KafkaBatchSource:
                         raise KafkaException(err)
                     log.warning("consumer error", extra={"fields": {"error": str(err)}})
                     continue
-                out.append(Message(m.value() or b"", m.topic(), m.partition(), m.offset(), m.key()))
+                kind, ts = m.timestamp()
+                out.append(Message(m.value() or b"", m.topic(), m.partition(), m.offset(), m.key(),
+                                   ts if kind else None))  # kind 0: the message has no timestamp
         return out
 
     def commit(self, messages: list[Message]) -> None:
