@@ -300,3 +300,29 @@ def test_reliability_filter_and_outputs_in_the_confluent_wire_format(
         assert rec["oid"] == m.key().decode() and 0 <= rec["probability"] <= 1
     assert {m.key().decode() for m in out} == {"25401295582003262", "3527242430321524769"}
     assert filtered(rt, "reliability") == 1
+
+
+def test_a_schema_that_does_not_parse_is_a_dead_letter_naming_the_id(
+        tmp_path: Path, lsst_env, alerts: LsstAlerts, kafka_bootstrap: str, postgres_dsn: str, mongodb_uri: str) -> None:
+    import shutil
+
+    names, runtimes = lsst_env
+    schemas = tmp_path / "schema"
+    shutil.copytree(SCHEMAS / "11", schemas / "11")
+    shutil.copytree(SCHEMAS / "9", schemas / "9")
+    broken = schemas / "9" / "0" / "lsst.v9_0.alert.avsc"
+    broken.write_text(broken.read_text().replace('"fields"', '"fieldz"', 1))  # a record without fields
+    boom_900 = next(p for p in BOOM if p.read_bytes()[1:5] == (900).to_bytes(4, "big")).read_bytes()
+    good = alerts.packet(3000)
+    produce(kafka_bootstrap, names["topic"], [(b"900", boom_900), (good[0].encode(), good[2])])
+    manifest = lsst_manifest(tmp_path / "step.yaml", bootstrap=kafka_bootstrap, topic=names["topic"],
+                             group=names["group"], table=names["table"], dead_topic=names["dead_topic"],
+                             source={"schemaDir": str(schemas)})
+    rt = Runtime(manifest, postgres_dsn, mongodb_uri, tmp_path / "run.log")
+    runtimes.append(rt)
+    wait_until(lambda: committed_total(kafka_bootstrap, names["group"], names["topic"]) == 2, 120, "both committed")
+    dead = consume_all(kafka_bootstrap, names["dead_topic"], 1)
+    assert [m.key() for m in dead] == [b"900"]
+    error = dict(dead[0].headers())["alertops.error"].decode()
+    assert "schema id 900 from schemaDir" in error and "has no fields list" in error, error
+    assert {r[0] for r in pg_survey_rows(postgres_dsn, names["table"])} == {good[0]}

@@ -151,3 +151,35 @@ def test_pipelined_loop_with_decode_workers_outputs_every_message_once_in_order(
     rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     expected = [p.name.split(".")[0] for p in sorted(ALERTS.glob("[0-9]*.avro")) if "proto" not in p.name]
     assert [str(r["candid"]) for r in rows] == expected
+
+
+def test_lsst_alerts_from_files_through_crossmatch_and_python_processors(tmp_path: Path) -> None:
+    """The crossmatch matches on the diaSource position and names LSST's identity columns; the
+    python processor gets whole records, cutouts (plain FITS) included."""
+    import textwrap
+
+    from step_runtime.spec.pipelinestep import CrossmatchProcessor, PythonProcessor
+    from step_runtime.step.alert_model import LSST
+    from step_runtime.step.avro.framing import schema_ids
+    from step_runtime.step.avro.schemas import SchemaCache, SchemaDirectory
+    from step_runtime.step.decode import alerts_of, make_decoder
+    from step_runtime.step.processors import CrossmatchStep, PythonStep
+
+    lsst = Path(__file__).resolve().parents[2] / "examples" / "data" / "lsst"
+    value = (lsst / "alerts" / "boom_25409136044802067.avro").read_bytes()
+    schemas = SchemaCache(SchemaDirectory(lsst / "schema")).resolve(schema_ids([value]))
+    alert = alerts_of(value, "lsst-avro", schemas)[0]
+    ra, dec = alert["source"]["ra"], alert["source"]["dec"]
+    (tmp_path / "cat.csv").write_text(f"name,ra,dec\nnear,{ra},{dec + 0.5 / 3600}\n")
+    step = CrossmatchStep(CrossmatchProcessor(catalog="cat.csv", id_column="name", radius_arcsec=1.0), tmp_path, LSST)
+    (out,), failures = step.process([alert])
+    assert failures == [] and out["xm_id"] == "near" and out["xm_separation_arcsec"] == pytest.approx(0.5, abs=1e-6)
+    assert (out["survey"], out["oid"], out["diaSourceId"]) == ("lsst", "25401295582003262", 25409136044802067)
+    (tmp_path / "stamps.py").write_text(textwrap.dedent("""
+        def sizes(records, config):
+            return [{"diaSourceId": r["diaSource"]["diaSourceId"], "science": len(r["cutoutScience"]),
+                     "fits": r["cutoutScience"][:6].decode()} for r in records]
+        """))
+    python = PythonStep(PythonProcessor(function="stamps:sizes", path=str(tmp_path)), tmp_path)
+    records = make_decoder("lsst-avro", None, None)(value, schemas)
+    assert python.process(records)[0] == [{"diaSourceId": 25409136044802067, "science": 34560, "fits": "SIMPLE"}]

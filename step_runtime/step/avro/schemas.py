@@ -123,8 +123,10 @@ def expand_references(top: Any, named: Mapping[str, Any]) -> Any:
             ns = t.get("namespace", namespace)
             full = _full_name(t["name"], ns)
             defined.add(full)
-            if kind in ("record", "error"):
-                out["fields"] = [dict(f, type=walk(f.get("type"), ns)) for f in t.get("fields", [])]
+            if kind in ("record", "error") and isinstance(t.get("fields"), list):
+                # a record without a fields list stays without one: parsing refuses it (container.py)
+                out["fields"] = [dict(f, type=walk(f.get("type"), ns)) if isinstance(f, dict) else f
+                                 for f in t["fields"]]
             return out
         if kind == "array":
             out["items"] = walk(t.get("items"), namespace)
