@@ -13,8 +13,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -237,3 +238,39 @@ def drop_mongo(uri: str, db: str) -> None:
         client.drop_database(db)
     finally:
         client.close()
+
+
+def pg_columns(dsn: str, table: str, columns: str) -> list[tuple]:
+    """`SELECT <columns>` of every row of `table`, ordered; [] before the table exists."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn, connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (table,))
+            if cur.fetchone()[0] is None:
+                return []
+            cur.execute(f'SELECT {columns} FROM "{table}" ORDER BY 1')
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+@contextmanager
+def step_names(kafka_bootstrap: str, postgres_dsn: str, mongodb_uri: str | None = None,
+               prefix: str = "step") -> Iterator[tuple[dict[str, str], list["Runtime"]]]:
+    """A fresh topic (2 partitions), dead-letter topic, table, group (and Mongo database); the
+    runtimes the test starts are stopped and the table and database dropped afterwards."""
+    names = {"topic": unique(f"{prefix}-in"), "dead_topic": unique(f"{prefix}-dead"), "table": unique(prefix),
+             "mongo_db": unique(prefix), "group": unique("grp")}
+    create_topic(kafka_bootstrap, names["topic"])
+    create_topic(kafka_bootstrap, names["dead_topic"], partitions=1)
+    runtimes: list[Runtime] = []
+    try:
+        yield names, runtimes
+    finally:
+        for r in runtimes:
+            r.stop()
+        drop_table(postgres_dsn, names["table"])
+        if mongodb_uri is not None:
+            drop_mongo(mongodb_uri, names["mongo_db"])

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from step_support import (ALERTS, N_CLASSES, Runtime, committed_total, consume_all, create_topic, drop_mongo,
-                          drop_table, mongo_docs, pg_count, pg_rows, produce, step_manifest, unique, wait_until)
+                          drop_table, mongo_docs, pg_count, pg_rows, produce, step_manifest, step_names, unique,
+                          wait_until)
 from step_runtime.step.synthetic import synthetic_alerts
 
 pytestmark = pytest.mark.timeout(600)
@@ -58,16 +59,8 @@ def produce_alerts(bootstrap: str, topic: str, n: int, with_bad: bool = True) ->
 @pytest.fixture
 def step_env(tmp_path: Path, kafka_bootstrap: str, postgres_dsn: str, mongodb_uri: str):
     """A fresh topic, dead-letter topic, table and Mongo database; dropped afterwards."""
-    names = {"topic": unique("step-in"), "dead_topic": unique("step-dead"), "table": unique("prob"),
-             "mongo_db": unique("step"), "group": unique("grp")}
-    create_topic(kafka_bootstrap, names["topic"])
-    create_topic(kafka_bootstrap, names["dead_topic"], partitions=1)
-    runtimes: list[Runtime] = []
-    yield names, runtimes
-    for r in runtimes:
-        r.stop()
-    drop_table(postgres_dsn, names["table"])
-    drop_mongo(mongodb_uri, names["mongo_db"])
+    with step_names(kafka_bootstrap, postgres_dsn, mongodb_uri, "prob") as env:
+        yield env
 
 
 def test_at_least_once_dead_letters_metrics_and_idempotent_replay(tmp_path: Path, step_env, kafka_bootstrap: str,

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from registry_support import SchemaRegistry, register_with_id
-from step_support import (MODEL, N_CLASSES, ROOT, Runtime, committed_total, consume_all, create_topic, drop_table,
-                          produce, unique, wait_until)
+from step_support import (MODEL, N_CLASSES, ROOT, Runtime, committed_total, consume_all, create_topic, pg_columns,
+                          produce, step_names, unique, wait_until)
 from step_runtime.step.avro.framing import confluent_frame
 from step_runtime.step.avro.schemas import SchemaDirectory
 from step_runtime.step.synthetic import LsstAlerts, real_cutouts
@@ -69,18 +69,7 @@ def filtered(rt: Runtime, reason: str) -> float:
 
 
 def pg_survey_rows(dsn: str, table: str) -> list[tuple[str, str]]:
-    import psycopg2
-
-    conn = psycopg2.connect(dsn, connect_timeout=5)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (table,))
-            if cur.fetchone()[0] is None:
-                return []
-            cur.execute(f'SELECT oid, survey FROM "{table}" ORDER BY 1')
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return pg_columns(dsn, table, "oid, survey")
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +79,8 @@ def alerts() -> LsstAlerts:
 
 @pytest.fixture
 def lsst_env(kafka_bootstrap: str, postgres_dsn: str):
-    names = {"topic": unique("lsst-in"), "dead_topic": unique("lsst-dead"), "table": unique("lsstprob"),
-             "group": unique("grp")}
-    create_topic(kafka_bootstrap, names["topic"])
-    create_topic(kafka_bootstrap, names["dead_topic"], partitions=1)
-    runtimes: list[Runtime] = []
-    yield names, runtimes
-    for r in runtimes:
-        r.stop()
-    drop_table(postgres_dsn, names["table"])
+    with step_names(kafka_bootstrap, postgres_dsn, prefix="lsst") as env:
+        yield env
 
 
 def solar_system_alert(alerts: LsstAlerts) -> bytes:

@@ -18,7 +18,7 @@ import fastavro
 import pytest
 import yaml
 
-from step_support import (ALERTS, Runtime, committed_total, consume_all, create_topic, drop_table, produce, unique,
+from step_support import (ALERTS, Runtime, committed_total, consume_all, pg_columns, produce, step_names,
                           wait_until)
 from step_runtime.step.avro.codegen import zigzag
 from step_runtime.step.synthetic import synthetic_alerts
@@ -76,31 +76,13 @@ def python_manifest(path: Path, *, bootstrap: str, topic: str, group: str, table
 
 
 def pg_candids(dsn: str, table: str) -> set[int]:
-    import psycopg2
-
-    conn = psycopg2.connect(dsn, connect_timeout=5)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (table,))
-            if cur.fetchone()[0] is None:
-                return set()
-            cur.execute(f'SELECT candid FROM "{table}"')
-            return {r[0] for r in cur.fetchall()}
-    finally:
-        conn.close()
+    return {r[0] for r in pg_columns(dsn, table, "candid")}
 
 
 @pytest.fixture
 def env(kafka_bootstrap: str, postgres_dsn: str):
-    names = {"topic": unique("poison-in"), "dead_topic": unique("poison-dead"), "table": unique("poison"),
-             "group": unique("grp")}
-    create_topic(kafka_bootstrap, names["topic"])
-    create_topic(kafka_bootstrap, names["dead_topic"], partitions=1)
-    runtimes: list[Runtime] = []
-    yield names, runtimes
-    for r in runtimes:
-        r.stop()
-    drop_table(postgres_dsn, names["table"])
+    with step_names(kafka_bootstrap, postgres_dsn, prefix="poison") as names_runtimes:
+        yield names_runtimes
 
 
 def test_poison_packets_among_good_ones_are_dead_lettered_and_the_step_goes_on(

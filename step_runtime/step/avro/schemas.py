@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from step_runtime.step.avro.container import AvroContainerError, parsed_schema
-from step_runtime.step.errors import SchemaUnavailable
 
 log = logging.getLogger("alertops.step")
 
