@@ -3,27 +3,35 @@
 # The operator's Deployment runs `alertops operator`; the pods it renders run
 # `alertops run /etc/alertops/step.yaml` or `alertops build /etc/alertops/trainingset.yaml`.
 
+# The base of both stages. Any image with `python` (3.11+, venv included), groupadd and useradd
+# will do; the test environment passes one it builds from Debian packages (no registry needed).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
 # ---- build: install the package and its dependencies into a venv --------------------------
-FROM python:3.11-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
+# Few layers: a builder whose storage copies every layer in full (buildah's vfs) pays for each.
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/alertops
-ENV PATH=/opt/alertops/bin:$PATH
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/alertops/bin:$PATH
 WORKDIR /src
-# Dependencies first, so a code-only change reuses this layer.
+# Dependencies first, so a code-only change reuses this layer. The placeholder packages and the
+# build/ folder setuptools leaves in /src are removed: a stale build/lib copy of the empty
+# __init__.py is newer than the real one copied below, and setuptools would package it instead.
 COPY pyproject.toml README.md ./
-RUN mkdir -p step_runtime pipeline_operator \
+RUN python -m venv /opt/alertops \
+ && mkdir -p step_runtime pipeline_operator \
  && touch step_runtime/__init__.py pipeline_operator/__init__.py \
  && pip install --no-cache-dir . \
- && pip uninstall --yes alertops
+ && pip uninstall --yes alertops \
+ && rm -rf build ./*.egg-info step_runtime pipeline_operator
 COPY step_runtime ./step_runtime
 COPY pipeline_operator ./pipeline_operator
 RUN pip install --no-cache-dir --no-deps . \
  && alertops --help > /dev/null
 
 # ---- runtime: the venv on a slim base, run as a fixed non-root user ------------------------
-FROM python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="alertops" \
       org.opencontainers.image.description="Operator and step runtime for astronomical alert pipelines" \
       org.opencontainers.image.licenses="MIT"
