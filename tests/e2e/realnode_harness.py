@@ -36,8 +36,8 @@ class RealNode:
     """The real node of the test environment, as `scripts/testenv env` describes it."""
 
     name: str
-    image: str            # the repository's Dockerfile, built on the Debian base
-    examples_image: str   # that image plus examples/models (a spec's model must be in the image)
+    image: str            # the repository's Dockerfile built on a Debian base, plus examples/models
+                          # (a spec's model must be in the image: `FROM alertops` + `COPY`)
     containerd: str       # socket of the node's containerd
     volumes: Path         # folder on this machine for the hostPath PersistentVolumes of tests
 
@@ -73,7 +73,6 @@ def real_node(kubectl: Kubectl) -> RealNode:
         _unavailable(f"the real node {name} is not Ready in the test cluster: "
                      f"{ready[0].get('message') if ready else 'no such node'} (scripts/testenv status realnode)")
     return RealNode(name=name, image=os.environ["ALERTOPS_REALNODE_IMAGE"],
-                    examples_image=os.environ["ALERTOPS_REALNODE_EXAMPLES_IMAGE"],
                     containerd=os.environ["ALERTOPS_REALNODE_CONTAINERD"],
                     volumes=Path(os.environ["ALERTOPS_REALNODE_VOLUMES"]))
 

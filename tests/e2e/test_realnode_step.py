@@ -176,7 +176,7 @@ def test_step_pod_moves_alerts_and_survives_a_kill(kubectl: Kubectl, operator: O
     create_topic(kafka_bootstrap, dead, 1)
     produce(kafka_bootstrap, topic, ALERTS)
     _setup(kubectl, ns, postgres_dsn)
-    kubectl.apply(step_manifest(name, realnode.examples_image, kafka_bootstrap, topic, table, dead), ns)
+    kubectl.apply(step_manifest(name, realnode.image, kafka_bootstrap, topic, table, dead), ns)
 
     # Ready through its real probes: the kubelet marks the pod Ready only after /readyz answered.
     (pod,) = wait_for(lambda: ready_pods(kubectl, ns, name, 1), 240, "the step pod Ready on the real node")
@@ -225,7 +225,7 @@ def test_step_pod_runs_as_rendered(kubectl: Kubectl, operator: OperatorProcess, 
     name, topic = "secure", f"real-sec-{suffix}"
     create_topic(kafka_bootstrap, topic, 1)
     _setup(kubectl, ns, postgres_dsn)
-    kubectl.apply(step_manifest(name, realnode.examples_image, kafka_bootstrap, topic, f"real_sec_{suffix}",
+    kubectl.apply(step_manifest(name, realnode.image, kafka_bootstrap, topic, f"real_sec_{suffix}",
                                 f"real-sec-dead-{suffix}"), ns)
     (pod,) = wait_for(lambda: ready_pods(kubectl, ns, name, 1), 240, "the step pod Ready on the real node")
     pod_name = pod["metadata"]["name"]
@@ -263,7 +263,7 @@ def test_scale_splits_partitions_and_spec_change_rolls(kubectl: Kubectl, operato
     name, topic, table = "scaled", f"real-scale-{suffix}", f"real_scale_{suffix}"
     create_topic(kafka_bootstrap, topic, 4)
     _setup(kubectl, ns, postgres_dsn)
-    kubectl.apply(step_manifest(name, realnode.examples_image, kafka_bootstrap, topic, table,
+    kubectl.apply(step_manifest(name, realnode.image, kafka_bootstrap, topic, table,
                                 f"real-scale-dead-{suffix}"), ns)
     (first,) = wait_for(lambda: ready_pods(kubectl, ns, name, 1), 240, "one step pod Ready")
     assignment = wait_for(lambda: group_assignment(kafka_bootstrap, name), 120, "a stable consumer group")
@@ -286,7 +286,7 @@ def test_scale_splits_partitions_and_spec_change_rolls(kubectl: Kubectl, operato
 
     # A spec change (the batch size) rolls both pods; the replicas stay 2.
     old = {p["metadata"]["uid"] for p in two}
-    kubectl.apply(step_manifest(name, realnode.examples_image, kafka_bootstrap, topic, table,
+    kubectl.apply(step_manifest(name, realnode.image, kafka_bootstrap, topic, table,
                                 f"real-scale-dead-{suffix}", batch_size=7, replicas=2), ns)
     wait_for(lambda: ready_pods(kubectl, ns, name, 2, uids_not=old), 360, "two new pods Ready after the spec change")
     dep = kubectl.get("deployment", name, ns)
