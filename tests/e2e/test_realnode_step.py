@@ -168,8 +168,9 @@ def _setup(kubectl: Kubectl, ns: str, postgres_dsn: str) -> None:
     kubectl.run("create", "secret", "generic", "pg", f"--from-literal=dsn={postgres_dsn}", "-n", ns)
 
 
-def test_step_pod_moves_alerts_and_survives_a_kill(kubectl: Kubectl, operator: OperatorProcess, realnode: RealNode,
-                                                   realnode_namespace: str, kafka_bootstrap: str, postgres_dsn: str):
+def test_step_pod_moves_alerts_and_survives_a_kill(kubectl: Kubectl, realnode: RealNode,
+                                                   operator: OperatorProcess, realnode_namespace: str,
+                                                   kafka_bootstrap: str, postgres_dsn: str):
     ns, suffix = realnode_namespace, uuid.uuid4().hex[:8]
     name, topic, dead, table = "classifier", f"real-{suffix}", f"real-dead-{suffix}", f"real_prob_{suffix}"
     create_topic(kafka_bootstrap, topic, 1)
@@ -218,7 +219,7 @@ def test_step_pod_moves_alerts_and_survives_a_kill(kubectl: Kubectl, operator: O
     assert pg_oids(postgres_dsn, table) == oids
 
 
-def test_step_pod_runs_as_rendered(kubectl: Kubectl, operator: OperatorProcess, realnode: RealNode,
+def test_step_pod_runs_as_rendered(kubectl: Kubectl, realnode: RealNode, operator: OperatorProcess,
                                    realnode_namespace: str, kafka_bootstrap: str, postgres_dsn: str):
     """The securityContext the operator renders, in force in a real container of the built image."""
     ns, suffix = realnode_namespace, uuid.uuid4().hex[:8]
@@ -256,8 +257,8 @@ def test_step_pod_runs_as_rendered(kubectl: Kubectl, operator: OperatorProcess, 
     assert logs.strip(), "no log from the step"
 
 
-def test_scale_splits_partitions_and_spec_change_rolls(kubectl: Kubectl, operator: OperatorProcess,
-                                                       realnode: RealNode, realnode_namespace: str,
+def test_scale_splits_partitions_and_spec_change_rolls(kubectl: Kubectl, realnode: RealNode,
+                                                       operator: OperatorProcess, realnode_namespace: str,
                                                        kafka_bootstrap: str, postgres_dsn: str):
     ns, suffix = realnode_namespace, uuid.uuid4().hex[:8]
     name, topic, table = "scaled", f"real-scale-{suffix}", f"real_scale_{suffix}"

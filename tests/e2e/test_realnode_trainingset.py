@@ -59,8 +59,8 @@ def local_build(manifest: dict, folder: Path) -> subprocess.CompletedProcess[str
                            "--output-dir", str(folder / "out")], capture_output=True, text=True, timeout=600)
 
 
-def test_partitioned_build_on_real_pods_matches_alertops_build(kubectl: Kubectl, operator: OperatorProcess,
-                                                                realnode: RealNode, realnode_namespace: str,
+def test_partitioned_build_on_real_pods_matches_alertops_build(kubectl: Kubectl, realnode: RealNode,
+                                                                operator: OperatorProcess, realnode_namespace: str,
                                                                 tmp_path: Path):
     import pyarrow.parquet as pq
 
@@ -95,8 +95,9 @@ def test_partitioned_build_on_real_pods_matches_alertops_build(kubectl: Kubectl,
     assert counts(summary) == counts(local_summary)
 
 
-def test_build_on_bad_input_fails_with_the_builds_message(kubectl: Kubectl, operator: OperatorProcess,
-                                                          realnode: RealNode, realnode_namespace: str, tmp_path: Path):
+def test_build_on_bad_input_fails_with_the_builds_message(kubectl: Kubectl, realnode: RealNode,
+                                                          operator: OperatorProcess, realnode_namespace: str,
+                                                          tmp_path: Path):
     ns, name = realnode_namespace, "broken"
     volume = host_path_volume(kubectl, realnode, ns, "training-data")
     copy_inputs(volume)
