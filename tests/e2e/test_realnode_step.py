@@ -241,6 +241,8 @@ def test_step_pod_runs_as_rendered(kubectl: Kubectl, realnode: RealNode, operato
     code, out = sh("touch /home/alertops/x")
     assert code != 0 and "Read-only file system" in out, out
     assert sh("touch /tmp/x && echo ok") == (0, "ok")
+    # Nothing anywhere on the root filesystem is writable (/tmp is the emptyDir, another filesystem).
+    assert sh("find / -xdev -path /tmp -prune -o -writable -print 2>/dev/null | head -5") == (0, "")
     status = dict(line.split(":\t", 1) for line in sh("cat /proc/1/status")[1].splitlines() if ":\t" in line)
     assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, status["CapEff"]
     assert status["NoNewPrivs"].strip() == "1"

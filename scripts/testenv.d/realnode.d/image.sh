@@ -72,7 +72,7 @@ build_base() {
 build_alertops() {
   local image=$1 base=$2 pipconf=$WORK/pip.conf
   printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$pipconf"
-  step "buildah bud $repo/Dockerfile (BASE_IMAGE=$base; cold ~5 min of pip downloads, a code change ~1 min)"
+  step "buildah bud $repo/Dockerfile (BASE_IMAGE=$base; cold ~6 min of pip downloads, a code change ~40 s)"
   buildah_ bud --quiet --isolation chroot --layers --build-arg "BASE_IMAGE=$base" \
     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro -v "$pipconf:/etc/pip.conf:ro" \
     -t "$image" -f "$repo/Dockerfile" "$repo" >&2
@@ -94,11 +94,14 @@ build_pause() {
   buildah_ commit --quiet --rm "$ctr" "$image" >/dev/null
 }
 
-# prune REPO KEEP: remove the other tags of REPO (every code change makes a new alertops image).
+# prune REPO: keep the 4 newest tags of REPO. Every code change makes a new image, but they share
+# the dependencies' layer, so old ones cost little; several checkouts on one machine (each with
+# its own test environment) then keep their images instead of rebuilding each other's.
 prune() {
-  local repo_name=$1 keep=$2 img
-  for img in $(buildah_ images --format '{{.Name}}:{{.Tag}}' --filter "reference=$repo_name" 2>/dev/null); do
-    [ "$img" = "$keep" ] || buildah_ rmi "$img" >/dev/null 2>&1 || true
+  local repo_name=$1 img
+  for img in $(buildah_ images --format '{{.CreatedAtRaw}}|{{.Name}}:{{.Tag}}' --filter "reference=$repo_name" \
+      2>/dev/null | sort -r | tail -n +5 | cut -d'|' -f2); do
+    buildah_ rmi "$img" >/dev/null 2>&1 || true
   done
 }
 
@@ -108,11 +111,11 @@ cmd_build() {
   have "$BASE" || build_base "$BASE"
   if ! have "$ALERTOPS"; then
     build_alertops "$ALERTOPS" "$BASE"
-    prune localhost/alertops "$ALERTOPS"
+    prune localhost/alertops
   fi
   if ! have "$EXAMPLES"; then
     build_examples "$EXAMPLES" "$ALERTOPS"
-    prune localhost/alertops-examples "$EXAMPLES"
+    prune localhost/alertops-examples
   fi
   have "$PAUSE" || build_pause "$PAUSE"
   names
