@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 
 from operator_harness import LOG_DIR, REPO, SESSION_SELECTOR, Kubectl, OperatorProcess, wait_for
-from realnode_harness import RealNode, make_real_node_namespace, real_node
+from realnode_harness import RealNode, delete_volumes, make_real_node_namespace, real_node
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -85,6 +85,7 @@ def realnode_namespace(kubectl: Kubectl, crds: None, realnode: RealNode) -> Iter
     name = make_real_node_namespace(kubectl)
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+    delete_volumes(kubectl, realnode, name)
 
 
 def _diagnostics(kubectl: Kubectl, namespace: str) -> str:

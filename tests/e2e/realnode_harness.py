@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -110,6 +111,13 @@ def host_path_volume(kubectl: Kubectl, node: RealNode, namespace: str, claim: st
     wait_for(lambda: ((kubectl.get("pvc", claim, namespace) or {}).get("status") or {}).get("phase") == "Bound",
              60, f"PVC {claim} Bound")
     return folder
+
+
+def delete_volumes(kubectl: Kubectl, node: RealNode, namespace: str) -> None:
+    """Remove the PersistentVolumes `host_path_volume` made for `namespace`, and their folders."""
+    kubectl.run("delete", "pv", "-l", f"e2e.alertops.io/namespace={namespace}", "--wait=false", check=False)
+    for folder in node.volumes.glob(f"{namespace}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pods(kubectl: Kubectl, namespace: str, selector: str) -> list[dict[str, Any]]:
