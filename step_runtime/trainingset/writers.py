@@ -9,13 +9,16 @@ import io
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pandas as pd
 
 from step_runtime.file_outputs import NamedPath, StagedFile, absolute, describe_os_error, path_problems
 from step_runtime.spec.trainingset import PostgresOutput, TrainingSetBuildSpec
 from step_runtime.trainingset.errors import BuildError, BuildFailure
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @contextmanager
@@ -79,7 +82,21 @@ def write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
         if fmt == "csv":
             frame.to_csv(tmp, index=False)
         else:
-            frame.to_parquet(tmp, index=False)
+            import pyarrow.parquet as pq
+
+            pq.write_table(_one_string_type(frame), tmp)
+
+
+def _one_string_type(frame: pd.DataFrame) -> pa.Table:
+    """`frame` as an Arrow table whose text columns are all `string`: pandas holds text as object
+    or as its str dtype depending on where a column came from (a partition read back from Parquet
+    has str, which Arrow makes large_string), and a partitioned build must write the same schema
+    as a build in one process."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    fields = [f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
 def write_json(data: object, path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Iterator
 import pytest
 
 from operator_harness import LOG_DIR, REPO, SESSION_SELECTOR, Kubectl, OperatorProcess, wait_for
+from realnode_harness import RealNode, delete_volumes, make_real_node_namespace, real_node
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -72,6 +73,20 @@ def private_namespace(kubectl: Kubectl, crds: None) -> Iterator[str]:
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture(scope="session")
+def realnode(kubectl: Kubectl) -> RealNode:
+    """The test environment's real node (kubelet + containerd); skipped (failed in CI) when it is not up."""
+    return real_node(kubectl)
+
+
+@pytest.fixture
+def realnode_namespace(kubectl: Kubectl, crds: None, realnode: RealNode) -> Iterator[str]:
+    """A fresh namespace whose pods run on the real node (restricted Pod Security), deleted afterwards."""
+    name = make_real_node_namespace(kubectl)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+    delete_volumes(kubectl, realnode, name)
+
 
 def _diagnostics(kubectl: Kubectl, namespace: str) -> str:
     """What a person debugging a failed e2e test looks at first: the namespace's objects, the
@@ -80,6 +95,8 @@ def _diagnostics(kubectl: Kubectl, namespace: str) -> str:
     listing = kubectl.run("get", "pipelinesteps,trainingsetbuilds,deployments,jobs,pods", "-n", namespace,
                           "-o", "wide", check=False, timeout=30)
     parts.append(listing.stdout + listing.stderr)
+    events = kubectl.run("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False, timeout=30)
+    parts.append("events:\n" + "\n".join((events.stdout + events.stderr).splitlines()[-30:]))
     for kind in ("pipelinesteps", "trainingsetbuilds"):
         for item in kubectl.json("get", kind, "-n", namespace)["items"]:
             parts.append(f"{kind}/{item['metadata']['name']} status: {json.dumps(item.get('status'))}")
@@ -97,7 +114,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
-    kubectl, namespace = item.funcargs.get("kubectl"), item.funcargs.get("namespace")
+    kubectl = item.funcargs.get("kubectl")
+    namespace = item.funcargs.get("namespace") or item.funcargs.get("realnode_namespace")
     if isinstance(kubectl, Kubectl) and isinstance(namespace, str):
         try:
             report.sections.append(("e2e diagnostics", _diagnostics(kubectl, namespace)))

@@ -48,6 +48,13 @@ def test_partitions_then_merge_equal_a_local_build(tmp_path, monkeypatch, capsys
     a = pd.read_parquet(local / "trainingset-demo" / "vsx-labeled.parquet")
     b = pd.read_parquet(split / "trainingset-demo" / "vsx-labeled.parquet")
     pd.testing.assert_frame_equal(a, b)
+    # The files too, not only what pandas reads back: the parts' round trip through Parquet must
+    # not turn a string column into large_string (seen on the real node, issue 13).
+    import pyarrow.parquet as pq
+
+    schema_a = pq.read_schema(local / "trainingset-demo" / "vsx-labeled.parquet").remove_metadata()
+    schema_b = pq.read_schema(split / "trainingset-demo" / "vsx-labeled.parquet").remove_metadata()
+    assert schema_a == schema_b, f"{schema_a}\n!=\n{schema_b}"
 
 
 def test_merge_without_parts_is_a_user_error(tmp_path, capsys):
