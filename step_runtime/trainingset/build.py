@@ -18,7 +18,8 @@ import pandas as pd
 from step_runtime.crossmatch import SkyIndex, one_to_one
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 from step_runtime.trainingset.combine import combine_labels, trust_order
-from step_runtime.trainingset.inputs import CatalogData, SourceData, load_catalog, load_source
+from step_runtime.trainingset.inputs import (LABEL_NONE, LABEL_UNMAPPED, LABEL_UNMATCHED, CatalogData, SourceData,
+                                             load_catalog, load_source)
 from step_runtime.trainingset.partition import catalog_rows_for, margin_for_radius_deg, source_partition
 
 
@@ -54,7 +55,9 @@ def match_partition(inputs: Inputs, k: int, n_partitions: int) -> pd.DataFrame:
     """Source rows of sky partition k with, per catalog, their nearest match within the radius.
 
     Columns: the source's (_row, id, ra, dec, carry...) then, per catalog `c`: c_row (catalog row
-    used, -1 if none), c_id, c_label, c_sep_arcsec, c_n_within, c_second_sep_arcsec, c_<carry>.
+    used, -1 if none), c_label_state (LABEL_*: why c_label is None), c_id, c_label, c_sep_arcsec,
+    c_n_within, c_second_sep_arcsec, c_<carry>. The nearest catalog object is the match whether
+    or not it has a label; c_label is None when it has none.
     """
     src = inputs.source.frame
     in_band = source_partition(src["dec"].to_numpy(), n_partitions) == k
@@ -71,6 +74,9 @@ def match_partition(inputs: Inputs, k: int, n_partitions: int) -> pd.DataFrame:
         cat_row = np.full(matched.size, -1, dtype=np.int64)
         cat_row[matched] = rows[match.index[matched]]  # back to the catalog's own row numbers
         columns[f"{name}_row"] = cat_row
+        state = np.full(matched.size, LABEL_UNMATCHED, dtype=np.int8)
+        state[matched] = catalog.label_state[cat_row[matched]]
+        columns[f"{name}_label_state"] = state
         taken = _take(catalog.extra, cat_row)
         columns[f"{name}_id"] = taken["id"]
         columns[f"{name}_label"] = taken["label"]
@@ -125,10 +131,15 @@ def merge_parts(parts: list[pd.DataFrame], spec: TrainingSetBuildSpec) -> Merged
             if lost:
                 _unmatch(frame, cat, losers)
         matched = frame[f"{name}_row"].to_numpy() >= 0
+        state = frame[f"{name}_label_state"].to_numpy()
         separations[name] = frame.loc[matched, f"{name}_sep_arcsec"].to_numpy()
         labels = frame.loc[matched, f"{name}_label"]
         per_catalog[name] = {
             "matches": int(matched.sum()),
+            # sources whose nearest object gives no label (none, or one the labelMap drops) ...
+            "matched_unlabeled": int(((state == LABEL_NONE) | (state == LABEL_UNMAPPED)).sum()),
+            # ... of which the labelMap dropped
+            "matched_unmapped": int((state == LABEL_UNMAPPED).sum()),
             "ambiguous": int((frame[f"{name}_n_within"].to_numpy()[matched] > 1).sum()),
             "lost_one_to_one": lost,
             "radius_arcsec": cat.radius_arcsec,
@@ -138,7 +149,7 @@ def merge_parts(parts: list[pd.DataFrame], spec: TrainingSetBuildSpec) -> Merged
     combined = combine_labels(frame, order, spec.combine.policy, spec.combine.keep_unlabeled)
     for name, count in combined.conflicts_by_catalog.items():
         per_catalog[name]["conflicts"] = count
-    out = combined.frame.drop(columns=["_row"] + [f"{c.name}_row" for c in spec.catalogs])
+    out = combined.frame.drop(columns=["_row"] + [f"{c.name}_{k}" for c in spec.catalogs for k in ("row", "label_state")])
     classes = out["label"].value_counts()
     stats = {
         "rows_matched_any": int(len(frame) - combined.unlabeled),
@@ -158,6 +169,7 @@ def _unmatch(frame: pd.DataFrame, cat, losers: np.ndarray) -> None:
     """Clear a catalog's match columns on rows that lost their match to a nearer object."""
     name = cat.name
     frame.loc[losers, f"{name}_row"] = -1
+    frame.loc[losers, f"{name}_label_state"] = LABEL_UNMATCHED
     for col in [f"{name}_sep_arcsec", f"{name}_second_sep_arcsec"]:
         frame.loc[losers, col] = np.nan
     frame.loc[losers, f"{name}_n_within"] = 0

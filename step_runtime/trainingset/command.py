@@ -42,6 +42,7 @@ def _print_summary(summary: dict) -> None:
              f"{summary['conflicts']} conflicts (policy {summary['policy']}, {summary['matching']})"]
     for name, cat in summary["catalogs"].items():
         lines.append(f"  {name:<16} {cat['rows_used']:>8} rows  {cat['matches']:>7} matches  "
+                     f"{cat.get('matched_unlabeled', 0):>5} unlabeled  "
                      f"{cat['ambiguous']:>5} ambiguous  {cat.get('conflicts', 0):>5} conflicts  "
                      f"radius {cat['radius_arcsec']:g}\"")
     classes = ", ".join(f"{k}: {v}" for k, v in list(summary["classes"].items())[:15])

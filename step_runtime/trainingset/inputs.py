@@ -21,6 +21,10 @@ RESERVED = {"id", "ra", "dec", "label", "label_catalog", "label_catalog_id", "se
             "conflict", "n_catalogs", "candidates", "_row"}
 
 
+# Label state of a catalog row (and of a source's nearest match; LABEL_UNMATCHED when there is none).
+LABEL_UNMATCHED, LABEL_OK, LABEL_NONE, LABEL_UNMAPPED = -1, 0, 1, 2
+
+
 @dataclass
 class SourceData:
     """The objects to label: one row per object, in source order (`_row` is the row read)."""
@@ -40,6 +44,7 @@ class CatalogData:
     ra_deg: np.ndarray
     dec_deg: np.ndarray
     extra: pd.DataFrame  # columns: id, label, <carry...>, one row per kept catalog row
+    label_state: np.ndarray  # int8 per kept row: LABEL_OK, LABEL_NONE (missing/blank) or LABEL_UNMAPPED
     stats: dict[str, object] = field(default_factory=dict)
 
 
@@ -95,11 +100,33 @@ def _numeric(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return out, not_number
 
 
-def positions_deg(frame: pd.DataFrame, spec: TableSpec, origin: str, bad_rows: str, row_word: str = "data row"
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# Positions read as degrees that all fit in radian ranges, over at least this many rows, are
+# almost surely radians (a real table in degrees would have to sit within 6.3 deg of RA 0).
+RADIANS_MIN_ROWS = 100
+
+
+def _refuse_radians(ra: np.ndarray, dec: np.ndarray, spec: TableSpec, origin: str, spec_path: str) -> None:
+    """Refuse degrees that look like radians, unless coordUnits was set explicitly."""
+    finite = np.isfinite(ra) & np.isfinite(dec)
+    n = int(finite.sum())
+    if n < RADIANS_MIN_ROWS:
+        return
+    if np.all(np.abs(ra[finite]) <= 2.0 * np.pi) and np.all(np.abs(dec[finite]) <= np.pi / 2.0):
+        field = f"spec.{spec_path}.coordUnits" if spec_path else "coordUnits"
+        raise BuildError(
+            f"{origin}: columns {spec.ra_column!r}/{spec.dec_column!r}: all {n} positions have |ra| <= 2 pi and "
+            f"|dec| <= pi/2, so they look like radians, and {field} is unset (degrees). Set {field}: rad "
+            f"(or {field}: deg if they really are degrees)"
+        )
+
+
+def positions_deg(frame: pd.DataFrame, spec: TableSpec, origin: str, bad_rows: str, row_word: str = "data row",
+                  spec_path: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ra_deg in [0, 360), dec_deg, good-row mask) from the spec's columns and units.
 
     A bad row under policy "fail" raises BuildError naming the file, column and row (1-based).
+    With coordUnits unset, positions that look like radians are refused (`spec_path`, e.g.
+    "source", names the field to set).
     """
     ra_raw, dec_raw = frame[spec.ra_column], frame[spec.dec_column]
     if spec.coord_units == "sexagesimal":
@@ -110,9 +137,11 @@ def positions_deg(frame: pd.DataFrame, spec: TableSpec, origin: str, bad_rows: s
         ra, ra_unparsed = _numeric(ra_raw)
         dec, dec_unparsed = _numeric(dec_raw)
         what = "not a number"
+        if spec.coord_units is None:
+            _refuse_radians(ra, dec, spec, origin, spec_path)
         if spec.coord_units == "rad":
             ra, dec = np.degrees(ra), np.degrees(dec)
-    unit_note = {"deg": "degrees", "rad": "radians", "sexagesimal": "sexagesimal"}[spec.coord_units]
+    unit_note = {"deg": "degrees", "rad": "radians", "sexagesimal": "sexagesimal"}[spec.coord_units or "deg"]
     problems = [
         (spec.ra_column, ra_unparsed, what),
         (spec.dec_column, dec_unparsed, what),
@@ -151,7 +180,7 @@ def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str) -> SourceData:
     if len(frame) == 0:
         raise BuildError(f"{origin}: the source has no rows")
     row_word = "query row" if spec.query is not None else "data row"
-    ra, dec, good = positions_deg(frame, spec, origin, bad_rows, row_word)
+    ra, dec, good = positions_deg(frame, spec, origin, bad_rows, row_word, "source")
     ids = _ids(frame, spec)
     missing_id = (ids.isna().to_numpy() & good)
     if missing_id.any():
@@ -177,35 +206,46 @@ def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str) -> SourceData:
 
 
 def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str) -> CatalogData:
-    """Read a catalog, clean its positions, map its labels; rows without a final label are dropped."""
+    """Read a catalog, clean its positions and map its labels.
+
+    Every row with good coordinates is kept for matching (labelFrom: nearest), with its label
+    state, so a source whose nearest object has no label gets none. labelFrom: nearest-labeled
+    keeps only the rows with a final label, as builds did before.
+    """
     prefix = f"catalogs[{index}]"
     frame, origin = read_table(spec, base_dir, _needed_columns(spec, prefix))
     where = f"{origin} (catalog {spec.name!r})"
     if len(frame) == 0:
         raise BuildError(f"{where}: the catalog is empty")
     row_word = "query row" if spec.query is not None else "data row"
-    ra, dec, good = positions_deg(frame, spec, where, bad_rows, row_word)
+    ra, dec, good = positions_deg(frame, spec, where, bad_rows, row_word, prefix)
     if spec.label is not None:
         raw_labels = pd.Series([spec.label] * len(frame), index=frame.index, dtype=object)
     else:
         raw_labels = labels_as_text(frame[spec.label_column])
     mapped = map_labels(raw_labels.where(pd.Series(good, index=frame.index), None), spec.label_map,
                         spec.unmapped_labels, where)
-    keep = good & mapped.labels.notna().to_numpy()
-    rows = np.flatnonzero(keep)
-    if rows.size == 0:
-        raise BuildError(f"{where}: no usable rows: {len(frame)} read, {int((~good).sum())} with bad coordinates, "
-                         f"{mapped.unlabeled - int((~good).sum())} without a label, {mapped.unmapped} not in labelMap")
+    labeled = good & mapped.labels.notna().to_numpy()
+    n_bad = int((~good).sum())
+    if not labeled.any():
+        raise BuildError(f"{where}: no usable rows: {len(frame)} read, {n_bad} with bad coordinates, "
+                         f"{mapped.unlabeled - n_bad} without a label, {mapped.unmapped} not in labelMap")
+    rows = np.flatnonzero(labeled if spec.label_from == "nearest-labeled" else good)
+    state = np.full(len(frame), LABEL_NONE, dtype=np.int8)
+    state[labeled] = LABEL_OK
+    state[mapped.unmapped_rows & good] = LABEL_UNMAPPED
     ids = _ids(frame, spec)
-    extra = pd.DataFrame({"id": ids.to_numpy()[rows], "label": mapped.labels.to_numpy()[rows]})
+    labels = mapped.labels.to_numpy(dtype=object)[rows]
+    labels[state[rows] != LABEL_OK] = None
+    extra = pd.DataFrame({"id": ids.to_numpy()[rows], "label": labels})
     for col in spec.carry:
         extra[col] = frame[col].to_numpy()[rows]
     stats = {
         "rows_read": len(frame),
-        "bad_rows": int((~good).sum()),
-        "rows_without_label": int(mapped.unlabeled - int((~good).sum())),
+        "bad_rows": n_bad,
+        "rows_without_label": int(mapped.unlabeled - n_bad),
         "rows_unmapped": mapped.unmapped,
         "unmapped_examples": mapped.unmapped_values,
         "rows_used": int(rows.size),
     }
-    return CatalogData(spec, origin, ra[rows], dec[rows], extra.reset_index(drop=True), stats)
+    return CatalogData(spec, origin, ra[rows], dec[rows], extra.reset_index(drop=True), state[rows], stats)

@@ -34,12 +34,22 @@ def labels_as_text(values: pd.Series) -> pd.Series:
 
 @dataclass(frozen=True)
 class MappedLabels:
-    """Labels after the map: `labels` (None where the row is dropped) and what was dropped."""
+    """Labels after the map: `labels` (None where a row has no final label) and why rows have none."""
 
     labels: pd.Series
-    unlabeled: int   # rows with no label at all (missing or blank)
-    unmapped: int    # rows dropped because their label is not in the map
+    missing: np.ndarray     # rows with no label at all (missing or blank)
+    unmapped_rows: np.ndarray  # rows whose label is not in the map and was dropped
     unmapped_values: list[str]  # a few of those labels, for the summary
+
+    @property
+    def unlabeled(self) -> int:
+        """Rows with no label at all."""
+        return int(self.missing.sum())
+
+    @property
+    def unmapped(self) -> int:
+        """Rows whose label the map dropped."""
+        return int(self.unmapped_rows.sum())
 
 
 def map_labels(labels: pd.Series, label_map: dict[str, str], unmapped: str, where: str) -> MappedLabels:
@@ -49,9 +59,9 @@ def map_labels(labels: pd.Series, label_map: dict[str, str], unmapped: str, wher
     it almost always means the wrong column or a typo in the keys.
     """
     present = labels.notna()
-    unlabeled = int((~present).sum())
+    missing = ~present.to_numpy(dtype=bool)
     if not label_map:
-        return MappedLabels(labels, unlabeled, 0, [])
+        return MappedLabels(labels, missing, np.zeros(len(labels), dtype=bool), [])
     mapped = labels.map(label_map)
     in_map = mapped.notna() & present
     if present.any() and not in_map.any():
@@ -64,6 +74,7 @@ def map_labels(labels: pd.Series, label_map: dict[str, str], unmapped: str, wher
     missed_values = sorted(labels[missed].unique().tolist())[:10]
     if unmapped == "keep":
         out = mapped.where(in_map, labels)
-        return MappedLabels(out.astype(object).where(present, None), unlabeled, 0, missed_values)
+        return MappedLabels(out.astype(object).where(present, None), missing, np.zeros(len(labels), dtype=bool),
+                            missed_values)
     out = mapped.astype(object).where(in_map, None)
-    return MappedLabels(out, unlabeled, int(missed.sum()), missed_values)
+    return MappedLabels(out, missing, missed.to_numpy(dtype=bool), missed_values)

@@ -12,7 +12,7 @@ import pytest
 
 from step_runtime.spec.trainingset import CatalogSpec, SourceSpec, TableSpec
 from step_runtime.trainingset.errors import BuildError
-from step_runtime.trainingset.inputs import load_catalog, load_source
+from step_runtime.trainingset.inputs import LABEL_NONE, LABEL_OK, LABEL_UNMAPPED, load_catalog, load_source
 from step_runtime.trainingset.tables import detect_format, read_table
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "trainingset"
@@ -206,6 +206,10 @@ def test_catalog_with_no_usable_rows(tmp_path):
         load_catalog(spec, 0, tmp_path, "fail")
 
 
+def _labels(catalog) -> list:
+    return [None if pd.isna(v) else v for v in catalog.extra["label"]]
+
+
 def test_numeric_labels_map_by_integer_text(tmp_path):
     # LCtype read as float (a blank makes the column float): 1.0 must still match key "1".
     path = tmp_path / "lin.csv"
@@ -213,10 +217,14 @@ def test_numeric_labels_map_by_integer_text(tmp_path):
     spec = CatalogSpec(name="linear", path=str(path), label_column="LCtype",
                        label_map={1: "RRL", 5: "EW"}, radius_arcsec=1)
     cat = load_catalog(spec, 0, tmp_path, "fail")
-    assert cat.extra["label"].tolist() == ["RRL", "EW"]
+    # Every row is kept for matching; rows without a final label carry None and say why.
+    assert _labels(cat) == ["RRL", None, "EW", None]
+    assert cat.label_state.tolist() == [LABEL_OK, LABEL_NONE, LABEL_OK, LABEL_UNMAPPED]
     assert cat.stats["rows_without_label"] == 1 and cat.stats["rows_unmapped"] == 1
     keep = load_catalog(spec.model_copy(update={"unmapped_labels": "keep"}), 0, tmp_path, "fail")
-    assert keep.extra["label"].tolist() == ["RRL", "EW", "6"]
+    assert _labels(keep) == ["RRL", None, "EW", "6"]
+    old = load_catalog(spec.model_copy(update={"label_from": "nearest-labeled"}), 0, tmp_path, "fail")
+    assert _labels(old) == ["RRL", "EW"] and old.stats["rows_used"] == 2
 
 
 def test_gzip_copy_of_real_file_without_gz_name(tmp_path):
