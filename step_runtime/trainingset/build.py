@@ -37,14 +37,15 @@ def spec_digest(spec: TrainingSetBuildSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def load_inputs(spec: TrainingSetBuildSpec, base_dir: Path, on_table=None) -> Inputs:
-    """Read the source and every catalog (`on_table(description)` is called after each)."""
-    source = load_source(spec.source, base_dir, spec.bad_rows)
+def load_inputs(spec: TrainingSetBuildSpec, base_dir: Path, on_table=None, warn=None) -> Inputs:
+    """Read the source and every catalog (`on_table(description)` is called after each, `warn(text)`
+    for each warning about the values read)."""
+    source = load_source(spec.source, base_dir, spec.bad_rows, warn)
     if on_table:
         on_table(f"source: {len(source.frame)} rows from {source.origin}")
     catalogs = []
     for i, cat_spec in enumerate(spec.catalogs):
-        catalog = load_catalog(cat_spec, i, base_dir, spec.bad_rows)
+        catalog = load_catalog(cat_spec, i, base_dir, spec.bad_rows, warn)
         catalogs.append(catalog)
         if on_table:
             on_table(f"catalog {cat_spec.name}: {catalog.stats['rows_used']} rows from {catalog.origin}")

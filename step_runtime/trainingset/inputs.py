@@ -6,6 +6,7 @@ naming the file, column and row, or are skipped and counted (spec.badRows).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,10 @@ import pandas as pd
 from step_runtime.spec.trainingset import CatalogSpec, SourceSpec, TableSpec
 from step_runtime.trainingset.errors import BuildError
 from step_runtime.trainingset.labels import labels_as_text, map_labels
+from step_runtime.trainingset.sexagesimal import Quirk, parse_sexagesimal
 from step_runtime.trainingset.tables import read_table
+
+Warn = Callable[[str], None]
 
 # Output columns a source carry column must not shadow.
 RESERVED = {"id", "ra", "dec", "label", "label_catalog", "label_catalog_id", "separation_arcsec",
@@ -65,30 +69,6 @@ def _needed_columns(spec: TableSpec, prefix: str) -> dict[str, str]:
     return needed
 
 
-def _sexagesimal_deg(values: pd.Series, hours: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Degrees from sexagesimal strings, and a mask of values that did not parse."""
-    from astropy import units as u
-    from astropy.coordinates import Angle
-
-    unit = u.hourangle if hours else u.deg
-    text = values.astype("string").str.strip()
-    present = text.notna() & (text != "")
-    out = np.full(len(values), np.nan)
-    bad = np.zeros(len(values), dtype=bool)
-    strings = text[present].to_numpy(dtype=object)
-    try:
-        out[present.to_numpy()] = Angle(strings.astype(str), unit=unit).degree
-    except Exception:
-        # Only on the error path: find which values astropy refuses, one by one.
-        positions = np.flatnonzero(present.to_numpy())
-        for pos, value in zip(positions, strings):
-            try:
-                out[pos] = Angle(str(value), unit=unit).degree
-            except Exception:
-                bad[pos] = True
-    return out, bad
-
-
 def _numeric(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Floats from a column, and a mask of present values that are not numbers."""
     numbers = pd.to_numeric(values, errors="coerce")
@@ -120,19 +100,39 @@ def _refuse_radians(ra: np.ndarray, dec: np.ndarray, spec: TableSpec, origin: st
         )
 
 
+def _report_quirks(quirks: list[Quirk], column: str, origin: str, row_word: str, warn: Warn) -> None:
+    """One warning per kind of quirk (astropy's Illegal*Warning), naming the first row and the count."""
+    by_field: dict[str, list[Quirk]] = {}
+    for quirk in quirks:
+        by_field.setdefault(quirk.field, []).append(quirk)
+    meaning = {"second": "60 s read as 0 s of the next minute", "minute": "60 min read as 0 min of the next "
+               "hour/degree", "hour": "24 h read as 24 h (RA 360 = 0)"}
+    for name, found in by_field.items():
+        first = found[0]
+        warn(f"{origin}: column {column!r} {row_word} {first.position + 1}: {name} of "
+             f"{'24' if name == 'hour' else '60'} in {first.value!r} is out of range; {meaning[name]}, as astropy "
+             f"does (IllegalSecondWarning and kin); {len(found)} such value(s) in this column")
+
+
 def positions_deg(frame: pd.DataFrame, spec: TableSpec, origin: str, bad_rows: str, row_word: str = "data row",
-                  spec_path: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  spec_path: str = "", warn: Warn | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ra_deg in [0, 360), dec_deg, good-row mask) from the spec's columns and units.
 
     A bad row under policy "fail" raises BuildError naming the file, column and row (1-based).
     With coordUnits unset, positions that look like radians are refused (`spec_path`, e.g.
-    "source", names the field to set).
+    "source", names the field to set). Values read with a warning (a sexagesimal second of 60)
+    are reported through `warn`, with file, column and row.
     """
     ra_raw, dec_raw = frame[spec.ra_column], frame[spec.dec_column]
     if spec.coord_units == "sexagesimal":
-        ra, ra_unparsed = _sexagesimal_deg(ra_raw, hours=True)
-        dec, dec_unparsed = _sexagesimal_deg(dec_raw, hours=False)
+        parsed_ra = parse_sexagesimal(ra_raw, hours=True)
+        parsed_dec = parse_sexagesimal(dec_raw, hours=False)
+        ra, ra_unparsed = parsed_ra.degrees, parsed_ra.refused
+        dec, dec_unparsed = parsed_dec.degrees, parsed_dec.refused
         what = "not a sexagesimal angle"
+        if warn is not None:
+            for column, parsed in ((spec.ra_column, parsed_ra), (spec.dec_column, parsed_dec)):
+                _report_quirks(parsed.quirks, column, origin, row_word, warn)
     else:
         ra, ra_unparsed = _numeric(ra_raw)
         dec, dec_unparsed = _numeric(dec_raw)
@@ -171,8 +171,8 @@ def _ids(frame: pd.DataFrame, spec: TableSpec) -> pd.Series:
     return pd.Series(np.arange(len(frame), dtype=np.int64), index=frame.index)
 
 
-def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str) -> SourceData:
-    """Read and clean the source table."""
+def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str, warn: Warn | None = None) -> SourceData:
+    """Read and clean the source table (`warn` receives warnings about values read)."""
     clash = sorted(set(spec.carry) & RESERVED)
     if clash:
         raise BuildError(f"spec.source.carry: column(s) {clash} clash with output columns; carry other columns")
@@ -180,7 +180,7 @@ def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str) -> SourceData:
     if len(frame) == 0:
         raise BuildError(f"{origin}: the source has no rows")
     row_word = "query row" if spec.query is not None else "data row"
-    ra, dec, good = positions_deg(frame, spec, origin, bad_rows, row_word, "source")
+    ra, dec, good = positions_deg(frame, spec, origin, bad_rows, row_word, "source", warn)
     ids = _ids(frame, spec)
     missing_id = (ids.isna().to_numpy() & good)
     if missing_id.any():
@@ -205,7 +205,8 @@ def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str) -> SourceData:
     return SourceData(origin, out, rows_read=len(frame), bad_rows=int(len(frame) - rows.size))
 
 
-def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str) -> CatalogData:
+def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str, warn: Warn | None = None
+                 ) -> CatalogData:
     """Read a catalog, clean its positions and map its labels.
 
     Every row with good coordinates is kept for matching (labelFrom: nearest), with its label
@@ -218,7 +219,7 @@ def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str) -
     if len(frame) == 0:
         raise BuildError(f"{where}: the catalog is empty")
     row_word = "query row" if spec.query is not None else "data row"
-    ra, dec, good = positions_deg(frame, spec, where, bad_rows, row_word, prefix)
+    ra, dec, good = positions_deg(frame, spec, where, bad_rows, row_word, prefix, warn)
     if spec.label is not None:
         raw_labels = pd.Series([spec.label] * len(frame), index=frame.index, dtype=object)
     else:

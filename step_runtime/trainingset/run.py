@@ -151,7 +151,7 @@ def build_all(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, workers:
     n = spec.parallelism
     total = 1 + len(spec.catalogs) + n + 3 + (spec.output.postgres is not None)
     with Progress(total, tty) as progress:
-        inputs = load_inputs(spec, paths.base_dir, progress.step)
+        inputs = load_inputs(spec, paths.base_dir, progress.step, progress.warn)
         parts = _match_all(inputs, n, workers, progress)
         merged = merge_parts(parts, spec)
         progress.step(f"merged: {len(merged.frame)} rows, {merged.stats['conflicts']} conflicts")
@@ -166,7 +166,7 @@ def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k:
         raise BuildError(f"--partition {k}: expected 0 <= K < spec.parallelism ({n})")
     check_secrets(spec, output=False)
     with Progress(2 + len(spec.catalogs), tty) as progress:
-        inputs = load_inputs(spec, paths.base_dir, progress.step)
+        inputs = load_inputs(spec, paths.base_dir, progress.step, progress.warn)
         part = match_partition(inputs, k, n)
         target = paths.parts_dir / part_file_name(k, n)
         write_frame(part, target, "parquet")

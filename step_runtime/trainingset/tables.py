@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from step_runtime.spec.common import SecretKeyRef
@@ -196,7 +197,70 @@ def _read_text(data: bytes, fmt: str, column_names: list[str] | None, path: Path
         raise BuildError(f"{path}: rows have more values than there are column names; check columnNames")
     # Parse only the columns the build needs: catalog files can hold huge array cells.
     frame = pd.read_csv(io.BytesIO(data), usecols=lambda c: str(c) in wanted, low_memory=False, **options)
+    # ... but then pandas drops the values of a row beyond the header's columns without a word.
+    _refuse_long_rows(data, fmt, skip, header is not None, len(probe.columns), len(frame), path, options)
     return frame, [str(c) for c in probe.columns]
+
+
+def _refuse_long_rows(data: bytes, fmt: str, skip: int, has_header: bool, n_columns: int, n_rows: int,
+                      path: Path, options: dict) -> None:
+    """Raise BuildError naming the first data row with more fields than there are columns."""
+    start = 0
+    for _ in range(skip):
+        start = data.index(b"\n", start) + 1
+    counts = _fields_per_row(data[start:], fmt)
+    if counts is not None and has_header:
+        counts = counts[1:]
+    if counts is None or counts.size != n_rows:
+        # Quotes the count cannot follow (a lone " inside a field): let pandas check every row,
+        # parsing every column. Slower, and only for such files.
+        try:
+            pd.read_csv(io.BytesIO(data), low_memory=False, **options)
+        except pd.errors.ParserError as exc:
+            raise BuildError(f"{path}: {str(exc).strip()}: a row has more fields than the header has columns") \
+                from None
+        return
+    long_rows = np.flatnonzero(counts > n_columns)
+    if long_rows.size:
+        first = int(long_rows[0])
+        raise BuildError(f"{path}: data row {first + 1} has {int(counts[first])} fields but the header names "
+                         f"{n_columns} columns ({long_rows.size} such row(s)); their extra values would be lost. "
+                         f"Fix the file (or name every column with columnNames)")
+
+
+def _fields_per_row(text: bytes, fmt: str) -> np.ndarray | None:
+    """Fields in each non-blank record of delimited text (the header line included), vectorised.
+
+    CSV/TSV records end at newlines outside double quotes (quoted cells may span lines); a
+    whitespace table's fields are runs of non-blank characters. None when quotes are unbalanced.
+    """
+    buf = np.frombuffer(text, dtype=np.uint8)
+    if buf.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    newline = buf == 10
+    blank = (buf == 32) | (buf == 9) | (buf == 13) | newline
+    quoted = None
+    if fmt != "whitespace" and 34 in buf:
+        # Inside quotes after an odd number of quote characters (a doubled "" toggles twice);
+        # uint8 wraps around, and only the parity matters.
+        quoted = (np.cumsum(buf == 34, dtype=np.uint8) & 1).astype(bool)
+        if quoted[-1]:
+            return None
+        newline &= ~quoted
+    ends = np.flatnonzero(newline)
+    starts = np.concatenate(([0], ends + 1))
+    starts = starts[starts < buf.size]
+    visible = np.add.reduceat(~blank, starts, dtype=np.int64)
+    if fmt == "whitespace":
+        token_start = ~blank
+        token_start[1:] &= blank[:-1]
+        fields = np.add.reduceat(token_start, starts, dtype=np.int64)
+    else:
+        delimiter = buf == (9 if fmt == "tsv" else 44)
+        if quoted is not None:
+            delimiter &= ~quoted
+        fields = np.add.reduceat(delimiter, starts, dtype=np.int64) + 1
+    return fields[visible > 0]
 
 
 def _whitespace_header(comments: list[str], first_row: list[str]) -> list[str] | None:
