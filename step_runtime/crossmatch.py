@@ -147,14 +147,28 @@ class SkyIndex:
             # O(catalog), so an index queried again builds its zones and answers from them.
             self._scans += 1
             pair_q, pair_c = self._pairs_by_scanning(query_ra, dec_deg, radius_deg)
-        else:
-            zones = self._zones_for(radius_deg)
-            pair_q, pair_pos = zones.candidates(query_ra, dec_deg, radius_deg)
-            pair_c = zones.order[pair_pos]
+            return self._decide(ra_deg, dec_deg, pair_q, pair_c, radius_arcsec)
+        zones = self._zones_for(radius_deg)
+        # Big queries go in chunks: the per-position temporaries of a search (a dozen arrays)
+        # then stay small next to the catalog, for the same answers.
+        parts = []
+        for start in range(0, n, _QUERY_CHUNK):
+            stop = min(start + _QUERY_CHUNK, n)
+            pair_q, pair_pos = zones.candidates(query_ra[start:stop], dec_deg[start:stop], radius_deg)
+            parts.append(self._decide(ra_deg[start:stop], dec_deg[start:stop], pair_q, zones.order[pair_pos],
+                                      radius_arcsec))
+        if len(parts) == 1:
+            return parts[0]
+        return NearestMatch(*(np.concatenate([getattr(part, f) for part in parts])
+                              for f in ("index", "separation_arcsec", "n_within", "second_separation_arcsec")))
+
+    def _decide(self, ra_deg: np.ndarray, dec_deg: np.ndarray, pair_q: np.ndarray, pair_c: np.ndarray,
+                radius_arcsec: float) -> NearestMatch:
+        """The nearest match per query from candidate pairs, by exact separation."""
         seps = np.degrees(vincenty_rad(np.radians(ra_deg[pair_q]), np.radians(dec_deg[pair_q]),
                                        np.radians(self._ra[pair_c]), np.radians(self._dec[pair_c]))) * 3600.0
         inside = seps <= radius_arcsec
-        return _reduce_pairs(n, pair_q[inside], pair_c[inside], seps[inside])
+        return _reduce_pairs(ra_deg.size, pair_q[inside], pair_c[inside], seps[inside])
 
     def _pairs_by_scanning(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float
                            ) -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +190,8 @@ _SCAN_RATIO = 8
 # a service calls `prepare` at start and never scans).
 _MAX_SCANS = 1
 _SCAN_CHUNK = 1 << 20
+# Query positions searched at a time against an index's zones.
+_QUERY_CHUNK = 1 << 18
 
 
 def _checked_radius(radius_arcsec: float) -> float:

@@ -6,15 +6,16 @@ naming the file, column and row, or are skipped and counted (spec.badRows).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from step_runtime.spec.trainingset import CatalogSpec, SourceSpec, TableSpec
 from step_runtime.trainingset.errors import BuildError
-from step_runtime.trainingset.labels import labels_as_text, map_labels
+from step_runtime.trainingset.labels import as_array, labels_as_text, map_labels
 from step_runtime.trainingset.sexagesimal import Quirk, parse_sexagesimal
 from step_runtime.trainingset.tables import read_table
 
@@ -34,7 +35,7 @@ class SourceData:
     """The objects to label: one row per object, in source order (`_row` is the row read)."""
 
     origin: str
-    frame: pd.DataFrame  # columns: _row, id, ra, dec, <carry...>
+    frame: pa.Table  # columns: _row, id, ra, dec, <carry...>
     rows_read: int
     bad_rows: int
 
@@ -47,7 +48,7 @@ class CatalogData:
     origin: str
     ra_deg: np.ndarray
     dec_deg: np.ndarray
-    extra: pd.DataFrame  # columns: id, label, <carry...>, one row per kept catalog row
+    extra: pa.Table  # columns: id, label, <carry...>, one row per kept catalog row
     label_state: np.ndarray  # int8 per kept row: LABEL_OK, LABEL_NONE (missing/blank) or LABEL_UNMAPPED
     stats: dict[str, object] = field(default_factory=dict)
 
@@ -69,15 +70,29 @@ def _needed_columns(spec: TableSpec, prefix: str) -> dict[str, str]:
     return needed
 
 
-def _numeric(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Floats from a column, and a mask of present values that are not numbers."""
-    numbers = pd.to_numeric(values, errors="coerce")
-    out = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    not_number = (numbers.isna() & values.notna()).to_numpy()
-    if values.dtype == object:
-        blank = values.astype("string").str.strip().eq("").fillna(False).to_numpy(dtype=bool)
-        not_number &= ~blank
-    return out, not_number
+# What pandas.to_numeric reads as a number, for text columns (spaces around are stripped first).
+_NUMBER = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf(inity)?|nan)$"
+
+
+def _mask(values: pa.Array) -> np.ndarray:
+    return values.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _numeric(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Floats from a column (NaN where missing), and a mask of present values that are not numbers."""
+    values = as_array(values)
+    kind = values.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) \
+            or pa.types.is_boolean(kind) or pa.types.is_null(kind):
+        numbers = pc.fill_null(values.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+        return numbers, np.zeros(len(values), dtype=bool)
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return np.full(len(values), np.nan), _mask(values.is_valid())  # dates, lists...: not numbers
+    text = pc.utf8_trim_whitespace(values)
+    present = pc.fill_null(pc.greater(pc.utf8_length(text), 0), False)
+    number = pc.fill_null(pc.match_substring_regex(text, _NUMBER, ignore_case=True), False)
+    numbers = pc.fill_null(pc.if_else(number, text, pa.scalar(None, text.type)).cast(pa.float64()), np.nan)
+    return numbers.to_numpy(zero_copy_only=False), _mask(present) & ~_mask(number)
 
 
 # Positions read as degrees that all fit in radian ranges, over at least this many rows, are
@@ -114,7 +129,7 @@ def _report_quirks(quirks: list[Quirk], column: str, origin: str, row_word: str,
              f"does (IllegalSecondWarning and kin); {len(found)} such value(s) in this column")
 
 
-def positions_deg(frame: pd.DataFrame, spec: TableSpec, origin: str, bad_rows: str, row_word: str = "data row",
+def positions_deg(frame: pa.Table, spec: TableSpec, origin: str, bad_rows: str, row_word: str = "data row",
                   spec_path: str = "", warn: Warn | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ra_deg in [0, 360), dec_deg, good-row mask) from the spec's columns and units.
 
@@ -149,14 +164,14 @@ def positions_deg(frame: pd.DataFrame, spec: TableSpec, origin: str, bad_rows: s
         (spec.dec_column, ~dec_unparsed & ~np.isfinite(dec), "missing or not finite"),
         (spec.dec_column, np.isfinite(dec) & (np.abs(dec) > 90.0), f"declination out of range (|dec| > 90 deg; units {unit_note})"),
     ]
-    bad = np.zeros(len(frame), dtype=bool)
+    bad = np.zeros(frame.num_rows, dtype=bool)
     for _, mask, _ in problems:
         bad |= mask
     if bad.any() and bad_rows == "fail":
         first = int(np.flatnonzero(bad)[0])
         for column, mask, reason in problems:
             if mask[first]:
-                value = frame[column].iloc[first]
+                value = frame[column][first].as_py()
                 raise BuildError(
                     f"{origin}: column {column!r} {row_word} {first + 1}: {reason} (value {value!r}); "
                     f"{int(bad.sum())} bad row(s) in all. Fix them, or set spec.badRows: skip-and-count"
@@ -165,10 +180,22 @@ def positions_deg(frame: pd.DataFrame, spec: TableSpec, origin: str, bad_rows: s
     return np.mod(np.where(good, ra, 0.0), 360.0), np.where(good, dec, 0.0), good
 
 
-def _ids(frame: pd.DataFrame, spec: TableSpec) -> pd.Series:
+def _ids(frame: pa.Table, spec: TableSpec) -> pa.Array:
     if spec.id_column:
-        return frame[spec.id_column]
-    return pd.Series(np.arange(len(frame), dtype=np.int64), index=frame.index)
+        return as_array(frame[spec.id_column])
+    return pa.array(np.arange(frame.num_rows, dtype=np.int64))
+
+
+def _repeats(ids: pa.Array) -> np.ndarray:
+    """Rows whose id an earlier row already has (null ids are left to the missing-id check)."""
+    codes = pc.fill_null(pc.dictionary_encode(ids).indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    repeated = np.zeros(codes.size, dtype=bool)
+    if codes.size and np.bincount(codes + 1)[1:].max(initial=0) > 1:
+        _, first = np.unique(codes, return_index=True)
+        repeated[:] = True
+        repeated[first] = False
+        repeated &= codes >= 0
+    return repeated
 
 
 def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str, warn: Warn | None = None) -> SourceData:
@@ -177,32 +204,34 @@ def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str, warn: Warn | No
     if clash:
         raise BuildError(f"spec.source.carry: column(s) {clash} clash with output columns; carry other columns")
     frame, origin = read_table(spec, base_dir, _needed_columns(spec, "source"))
-    if len(frame) == 0:
+    if frame.num_rows == 0:
         raise BuildError(f"{origin}: the source has no rows")
     row_word = "query row" if spec.query is not None else "data row"
     ra, dec, good = positions_deg(frame, spec, origin, bad_rows, row_word, "source", warn)
     ids = _ids(frame, spec)
-    missing_id = (ids.isna().to_numpy() & good)
+    missing_id = _mask(pc.is_null(ids, nan_is_null=True)) & good
     if missing_id.any():
         if bad_rows == "fail":
             first = int(np.flatnonzero(missing_id)[0])
             raise BuildError(f"{origin}: column {spec.id_column!r} {row_word} {first + 1}: missing id; "
                              f"{int(missing_id.sum())} row(s) in all. Fix them, or set spec.badRows: skip-and-count")
         good &= ~missing_id
-    duplicated = ids.duplicated(keep="first").to_numpy() & good
-    dup_of_good = duplicated & ids.duplicated(keep=False).to_numpy()
+    dup_of_good = _repeats(ids) & good
     if dup_of_good.any():
         first = int(np.flatnonzero(dup_of_good)[0])
         if bad_rows == "fail":
-            raise BuildError(f"{origin}: column {spec.id_column!r} {row_word} {first + 1}: id {ids.iloc[first]!r} "
+            raise BuildError(f"{origin}: column {spec.id_column!r} {row_word} {first + 1}: id {ids[first].as_py()!r} "
                              f"repeats an earlier row; ids must be unique ({int(dup_of_good.sum())} repeat(s)). "
                              f"Fix them, or set spec.badRows: skip-and-count to keep the first")
         good &= ~dup_of_good
     rows = np.flatnonzero(good)
-    out = pd.DataFrame({"_row": rows.astype(np.int64), "id": ids.to_numpy()[rows], "ra": ra[rows], "dec": dec[rows]})
-    for col in spec.carry:
-        out[col] = frame[col].to_numpy()[rows]
-    return SourceData(origin, out, rows_read=len(frame), bad_rows=int(len(frame) - rows.size))
+    table = pa.table({"id": ids, **{col: as_array(frame[col]) for col in spec.carry}})
+    if rows.size < frame.num_rows:
+        table = table.take(pa.array(rows, pa.int64()))
+        ra, dec = ra[rows], dec[rows]
+    table = table.add_column(0, "_row", pa.array(rows)).add_column(2, "ra", pa.array(ra))
+    table = table.add_column(3, "dec", pa.array(dec))
+    return SourceData(origin, table, rows_read=frame.num_rows, bad_rows=int(frame.num_rows - rows.size))
 
 
 def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str, warn: Warn | None = None
@@ -216,37 +245,39 @@ def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str, w
     prefix = f"catalogs[{index}]"
     frame, origin = read_table(spec, base_dir, _needed_columns(spec, prefix))
     where = f"{origin} (catalog {spec.name!r})"
-    if len(frame) == 0:
+    if frame.num_rows == 0:
         raise BuildError(f"{where}: the catalog is empty")
     row_word = "query row" if spec.query is not None else "data row"
     ra, dec, good = positions_deg(frame, spec, where, bad_rows, row_word, prefix, warn)
     if spec.label is not None:
-        raw_labels = pd.Series([spec.label] * len(frame), index=frame.index, dtype=object)
+        raw_labels = pa.array([spec.label] * frame.num_rows, pa.string())
     else:
         raw_labels = labels_as_text(frame[spec.label_column])
-    mapped = map_labels(raw_labels.where(pd.Series(good, index=frame.index), None), spec.label_map,
-                        spec.unmapped_labels, where)
-    labeled = good & mapped.labels.notna().to_numpy()
+    raw_labels = pc.if_else(pa.array(good), raw_labels, pa.scalar(None, raw_labels.type))
+    mapped = map_labels(raw_labels, spec.label_map, spec.unmapped_labels, where)
+    labeled = good & _mask(mapped.labels.is_valid())
     n_bad = int((~good).sum())
     if not labeled.any():
-        raise BuildError(f"{where}: no usable rows: {len(frame)} read, {n_bad} with bad coordinates, "
+        raise BuildError(f"{where}: no usable rows: {frame.num_rows} read, {n_bad} with bad coordinates, "
                          f"{mapped.unlabeled - n_bad} without a label, {mapped.unmapped} not in labelMap")
     rows = np.flatnonzero(labeled if spec.label_from == "nearest-labeled" else good)
-    state = np.full(len(frame), LABEL_NONE, dtype=np.int8)
+    state = np.full(frame.num_rows, LABEL_NONE, dtype=np.int8)
     state[labeled] = LABEL_OK
     state[mapped.unmapped_rows & good] = LABEL_UNMAPPED
-    ids = _ids(frame, spec)
-    labels = mapped.labels.to_numpy(dtype=object)[rows]
-    labels[state[rows] != LABEL_OK] = None
-    extra = pd.DataFrame({"id": ids.to_numpy()[rows], "label": labels})
+    columns = {"id": _ids(frame, spec), "label": mapped.labels}
     for col in spec.carry:
-        extra[col] = frame[col].to_numpy()[rows]
+        columns[col] = as_array(frame[col])
+    extra = pa.table(columns)
+    if rows.size < frame.num_rows:
+        extra = extra.take(pa.array(rows, pa.int64()))
     stats = {
-        "rows_read": len(frame),
+        "rows_read": frame.num_rows,
         "bad_rows": n_bad,
         "rows_without_label": int(mapped.unlabeled - n_bad),
         "rows_unmapped": mapped.unmapped,
         "unmapped_examples": mapped.unmapped_values,
         "rows_used": int(rows.size),
     }
-    return CatalogData(spec, origin, ra[rows], dec[rows], extra.reset_index(drop=True), state[rows], stats)
+    whole = rows.size == frame.num_rows
+    return CatalogData(spec, origin, ra if whole else ra[rows], dec if whole else dec[rows], extra,
+                       state if whole else state[rows], stats)

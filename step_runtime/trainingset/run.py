@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 from step_runtime.trainingset.build import (Inputs, Merged, load_inputs, match_partition, merge_parts,
@@ -64,12 +64,12 @@ def write_termination_message(text: str) -> None:
 _POOL_INPUTS: Inputs | None = None
 
 
-def _match_in_worker(k: int, n: int) -> pd.DataFrame:
+def _match_in_worker(k: int, n: int) -> pa.Table:
     assert _POOL_INPUTS is not None
     return match_partition(_POOL_INPUTS, k, n)
 
 
-def _match_all(inputs: Inputs, n: int, workers: int, progress: Progress) -> list[pd.DataFrame]:
+def _match_all(inputs: Inputs, n: int, workers: int, progress: Progress) -> list[pa.Table]:
     global _POOL_INPUTS
     if n == 1 or workers <= 1:
         parts = []
@@ -124,9 +124,11 @@ def _finish(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, merged: Me
         "partitions": spec.parallelism,
         "output": output,
         "summary_path": str(paths.summary),
-        "report_path": str(paths.report),
+        "report_path": str(paths.report) if spec.output.report else None,
     }
-    write_report_png(summary, merged.separations, paths.report)
+    if spec.output.report:
+        write_report_png(summary, merged.separations, paths.report)
+        progress.step(f"report {paths.report}")
     summary["duration_seconds"] = round(time.monotonic() - started, 3)
     write_json(summary, paths.summary)
     progress.step(f"summary {paths.summary}")
@@ -149,7 +151,7 @@ def build_all(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, workers:
     started = time.monotonic()
     check_secrets(spec)
     n = spec.parallelism
-    total = 1 + len(spec.catalogs) + n + 3 + (spec.output.postgres is not None)
+    total = 1 + len(spec.catalogs) + n + 3 + (spec.output.postgres is not None) + spec.output.report
     with Progress(total, tty) as progress:
         inputs = load_inputs(spec, paths.base_dir, progress.step, progress.warn)
         parts = _match_all(inputs, n, workers, progress)
@@ -180,6 +182,12 @@ def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k:
     return summary
 
 
+def _read_part(path: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)
+
+
 def build_merge(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, tty: bool | None = None) -> dict:
     """Merge every partition's result into the final output."""
     started = time.monotonic()
@@ -197,8 +205,8 @@ def build_merge(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, tty: b
         if meta.get("spec_digest") != digest:
             raise BuildError(f"{target}: partition {k} was computed from a different manifest; rerun the partitions")
         metas.append(meta)
-        parts.append(pd.read_parquet(target))
-    total = 3 + (spec.output.postgres is not None) + 1
+        parts.append(_read_part(target))
+    total = 3 + (spec.output.postgres is not None) + 1 + spec.output.report
     with Progress(total, tty) as progress:
         progress.step(f"read {n} partition(s) from {paths.parts_dir}")
         merged = merge_parts(parts, spec)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # astropy converts hours to degrees through radians: the factor is 15 less one ulp
 # (14.999999999999998). Using it too keeps every position bit-identical to astropy's (a test
@@ -55,16 +57,27 @@ class ParsedAngles:
     quirks: list[Quirk]
 
 
-def parse_sexagesimal(values: pd.Series, hours: bool) -> ParsedAngles:
+def _as_text(values: Any) -> pa.Array:
+    """A column as an Arrow string array (from Arrow, or from any sequence such as a pandas Series)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        values = pa.array([None if v is None or v != v else str(v) for v in values], pa.string())
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = values.cast(pa.string())
+    return values
+
+
+def parse_sexagesimal(values: Any, hours: bool) -> ParsedAngles:
     """Degrees from a column of sexagesimal strings (hours for RA, degrees for Dec).
 
     Missing or blank values give NaN and are not refused (the caller reports them as missing).
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    values = _as_text(values)
     n = len(values)
-    text = pc.utf8_trim_whitespace(pa.array(values.astype("string"), type=pa.large_string()))
+    text = pc.utf8_trim_whitespace(values)
     present = pc.fill_null(pc.greater(pc.utf8_length(text), 0), False).to_numpy(zero_copy_only=False)
     found = pc.extract_regex(text, _PATTERN)
     matched = present & found.is_valid().to_numpy(zero_copy_only=False)
@@ -109,11 +122,10 @@ def parse_sexagesimal(values: pd.Series, hours: bool) -> ParsedAngles:
     others = np.flatnonzero(present & ~matched)
     if others.size:
         _parse_with_astropy(values, others, hours, degrees, refused, quirks)
-    raw = values.to_numpy(dtype=object)
-    return ParsedAngles(degrees, refused, [Quirk(i, f, str(raw[i])) for i, f in sorted(quirks)])
+    return ParsedAngles(degrees, refused, [Quirk(i, f, str(values[i].as_py())) for i, f in sorted(quirks)])
 
 
-def _parse_with_astropy(values: pd.Series, positions: np.ndarray, hours: bool, degrees: np.ndarray,
+def _parse_with_astropy(values: pa.Array, positions: np.ndarray, hours: bool, degrees: np.ndarray,
                         refused: np.ndarray, quirks: list[tuple[int, str]]) -> None:
     """The forms the expression does not cover, value by value through astropy (rare)."""
     from astropy import units as u
@@ -122,12 +134,11 @@ def _parse_with_astropy(values: pd.Series, positions: np.ndarray, hours: bool, d
 
     kinds = {IllegalHourWarning: "hour", IllegalMinuteWarning: "minute", IllegalSecondWarning: "second"}
     unit = u.hourangle if hours else u.deg
-    raw = values.to_numpy(dtype=object)
     for pos in positions:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                degrees[pos] = Angle(str(raw[pos]).strip(), unit=unit).degree
+                degrees[pos] = Angle(str(values[int(pos)].as_py()).strip(), unit=unit).degree
             except Exception:
                 refused[pos] = True
                 continue

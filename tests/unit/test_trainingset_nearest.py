@@ -116,7 +116,7 @@ RRL_ONLY = {"1": "RRL", "2": "RRL"}  # EA, EW and DSCT (LCtype 4, 5, 6) are left
 
 def _positions(path: Path, columns: list[str]) -> pd.DataFrame:
     frame, _ = read_table(TableSpec(path=str(path)), path.parent, {c: c for c in columns})
-    return frame
+    return frame.to_pandas()
 
 
 def _astropy_labels(src: pd.DataFrame, cat: pd.DataFrame, labels: np.ndarray, ids: np.ndarray,

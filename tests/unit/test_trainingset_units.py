@@ -41,7 +41,7 @@ def _manifest(tmp_path: Path, spec: dict) -> str:
 
 
 def _linear_in_radians(tmp_path: Path, rows: int | None = None) -> Path:
-    frame, _ = read_table(TableSpec(path=str(LINEAR)), DATA, {"ra": "a", "dec": "b", "LINEARobjectID": "c"})
+    frame = read_table(TableSpec(path=str(LINEAR)), DATA, {"ra": "a", "dec": "b", "LINEARobjectID": "c"})[0].to_pandas()
     frame = frame.iloc[:rows] if rows else frame
     out = tmp_path / "linear_rad.csv"
     pd.DataFrame({"oid": frame["LINEARobjectID"], "ra": np.radians(frame["ra"]),
@@ -160,7 +160,7 @@ def _shipped_positions() -> list[tuple[str, np.ndarray, np.ndarray]]:
     out = []
     for path, ra, dec in files:
         frame, _ = read_table(TableSpec(path=str(path)), path.parent, {ra: "a", dec: "b"})
-        out.append((f"{path.name}:{ra}", frame[ra].to_numpy(float), frame[dec].to_numpy(float)))
+        out.append((f"{path.name}:{ra}", np.asarray(frame[ra], float), np.asarray(frame[dec], float)))
     return out
 
 
@@ -213,7 +213,8 @@ def test_a_second_of_60_is_reported_with_file_column_and_row(tmp_path):
         notes: list[str] = []
         src = load_source(spec, tmp_path, "fail", notes.append)
     # 12:34:60 is 12:35:00, as astropy reads it.
-    assert src.frame["ra"].iloc[1] == src.frame["ra"].iloc[2] and src.frame["dec"].iloc[1] == src.frame["dec"].iloc[2]
+    ra, dec = src.frame["ra"].to_pylist(), src.frame["dec"].to_pylist()
+    assert ra[1] == ra[2] and dec[1] == dec[2]
     assert len(notes) == 2
     assert f"{path}: column 'ra' data row 2: second of 60 in '12:34:60.00'" in notes[0]
     assert "column 'declination' data row 2" in notes[1] and "1 such value(s)" in notes[1]
