@@ -172,15 +172,27 @@ class SkyIndex:
 
     def _pairs_by_scanning(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float
                            ) -> tuple[np.ndarray, np.ndarray]:
-        """(query row, catalog row) candidate pairs from zones built on the queries."""
+        """(query row, catalog row) candidate pairs from zones built on the queries.
+
+        The catalog streams past the queries in chunks. A coarse grid of the cells the query
+        circles touch first drops the catalog rows far from every query (nearly all of them: a
+        few cells per query out of millions), so the exact zone search only sees the rest.
+        """
         zones = _Zones.build(ra_deg, dec_deg, _zone_height_deg(radius_deg))
+        cover = _Cover.build(ra_deg, dec_deg, radius_deg)
         queries, rows = [], []
         # In chunks, so the per-row temporaries stay small next to the catalog itself.
         for start in range(0, self.size, _SCAN_CHUNK):
             stop = min(start + _SCAN_CHUNK, self.size)
-            local, pos = zones.candidates(self._ra[start:stop], self._dec[start:stop], radius_deg)
+            ra, dec = self._ra[start:stop], self._dec[start:stop]
+            near = np.flatnonzero(cover.contains(ra, dec))
+            if near.size == 0:
+                continue
+            local, pos = zones.candidates(ra[near], dec[near], radius_deg)
             queries.append(zones.order[pos])
-            rows.append(local + start)
+            rows.append(near[local] + start)
+        if not queries:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(queries), np.concatenate(rows)
 
 
@@ -315,6 +327,69 @@ class _Zones:
         run_begin = np.cumsum(count) - count
         pair_pos = np.arange(int(count.sum()), dtype=np.int64) + np.repeat(start - run_begin, count)
         return pair_q, pair_pos
+
+
+@dataclass(frozen=True)
+class _Cover:
+    """The cells of a coarse (dec, RA) grid that some query circle touches: a cheap first test.
+
+    Cells are at least 3' (and at least a circle) wide, so the grid holds at most 3600 x 7200
+    booleans (26 MB) and a query marks a handful of cells. Marks are conservative (every cell a
+    circle, widened by a small slack, overlaps), so no pair is ever dropped; the exact search and
+    separations decide the rest.
+    """
+
+    cell_deg: float
+    n_dec: int
+    n_ra: int
+    grid: np.ndarray  # bool, n_dec * n_ra, row-major by dec cell
+
+    @staticmethod
+    def build(ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float) -> "_Cover":
+        """The cells touched by circles of `radius_deg` around the positions (ra in [0, 360))."""
+        # A whole number of cells around the sky, so that wrapping across RA 0/360 is exact.
+        n_ra = max(1, int(360.0 // max(_COVER_CELL_DEG, 2.0 * radius_deg)))
+        cell = 360.0 / n_ra
+        n_dec = int(np.ceil(180.0 / cell))
+        grid = np.zeros(n_dec * n_ra, dtype=bool)
+        reach = radius_deg + _COVER_SLACK_DEG
+        d0 = _cell_of(dec_deg - reach + 90.0, cell, n_dec)
+        d1 = _cell_of(dec_deg + reach + 90.0, cell, n_dec)
+        half = _ra_half_width_deg(dec_deg, radius_deg) + _COVER_SLACK_DEG
+        r0 = np.floor((ra_deg - half) / cell).astype(np.int64)
+        r1 = np.floor((ra_deg + half) / cell).astype(np.int64)
+        full = (half >= 180.0) | (r1 - r0 + 1 >= n_ra)
+        for q in np.flatnonzero(full):  # circles around a pole: whole rows (rare)
+            grid[d0[q] * n_ra:(d1[q] + 1) * n_ra] = True
+        part = ~full
+        d0, d1, r0, r1 = d0[part], d1[part], r0[part], r1[part]
+        width = r1 - r0 + 1
+        count = (d1 - d0 + 1) * width
+        # Every (dec cell, RA cell) of each query's box, wrapped across RA 0/360.
+        k = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+        w = np.repeat(width, count)
+        dec_cell = np.repeat(d0, count) + k // w
+        ra_cell = np.mod(np.repeat(r0, count) + k % w, n_ra)
+        grid[dec_cell * n_ra + ra_cell] = True
+        return _Cover(cell, n_dec, n_ra, grid)
+
+    def contains(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+        """Whether each position (ra in [0, 360)) lies in a marked cell."""
+        flat = _cell_of(dec_deg + 90.0, self.cell_deg, self.n_dec)
+        flat *= self.n_ra
+        flat += _cell_of(ra_deg, self.cell_deg, self.n_ra)
+        return self.grid[flat]
+
+
+def _cell_of(offset_deg: np.ndarray, cell_deg: float, n_cells: int) -> np.ndarray:
+    """Cell number of non-negative offsets (clipped into the grid)."""
+    cells = np.floor(offset_deg / cell_deg).astype(np.int64)
+    np.clip(cells, 0, n_cells - 1, out=cells)
+    return cells
+
+
+_COVER_CELL_DEG = 3.0 / 60.0
+_COVER_SLACK_DEG = 1e-7  # far above float rounding of a cell number, far below any radius
 
 
 def _ra_half_width_deg(dec_deg: np.ndarray, radius_deg: float) -> np.ndarray:
