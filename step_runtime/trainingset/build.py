@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from step_runtime.crossmatch import SkyIndex, one_to_one
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
+from step_runtime.trainingset.arrays import arrow_of
 from step_runtime.trainingset.combine import combine_labels, trust_order
 from step_runtime.trainingset.inputs import (LABEL_NONE, LABEL_UNMAPPED, LABEL_UNMATCHED, CatalogData, SourceData,
                                              load_catalog, load_source)
@@ -65,7 +66,17 @@ def load_inputs(spec: TrainingSetBuildSpec, base_dir: Path, on_table=None, warn=
         finally:
             for future in futures:
                 future.cancel()
+    release_unused_memory()
     return Inputs(loaded[0], loaded[1:])
+
+
+def release_unused_memory() -> None:
+    """Give the memory Arrow freed back to the system (its allocator keeps freed pages for reuse).
+
+    Reading a table leaves decompression and parsing buffers behind: returning them lowers the
+    build's peak, which comes later, while matching.
+    """
+    pa.default_memory_pool().release_unused()
 
 
 def _describe(table: SourceData | CatalogData, catalog: str | None) -> str:
@@ -87,7 +98,7 @@ def match_partition(inputs: Inputs, k: int, n_partitions: int) -> pa.Table:
     if n_partitions == 1:
         part = src
     else:
-        part = src.filter(pa.array(source_partition(dec_all, n_partitions) == k))
+        part = src.filter(arrow_of(source_partition(dec_all, n_partitions) == k))
     ra, dec = part["ra"].to_numpy(), part["dec"].to_numpy()
     columns: dict[str, object] = {name: part[name] for name in part.column_names}
     for catalog in inputs.catalogs:
@@ -105,15 +116,15 @@ def match_partition(inputs: Inputs, k: int, n_partitions: int) -> pa.Table:
         if rows is not None:  # back to the catalog's own row numbers
             cat_row = np.full(matched.size, -1, dtype=np.int64)
             cat_row[matched] = rows[match.index[matched]]
-        columns[f"{name}_row"] = cat_row
+        columns[f"{name}_row"] = arrow_of(cat_row)
         state = np.full(matched.size, LABEL_UNMATCHED, dtype=np.int8)
         state[matched] = catalog.label_state[cat_row[matched]]
-        columns[f"{name}_label_state"] = state
-        taken = catalog.extra.take(pa.array(cat_row, pa.int64(), mask=~matched))  # nulls where unmatched
+        columns[f"{name}_label_state"] = arrow_of(state)
+        taken = catalog.extra.take(arrow_of(cat_row, null=~matched))  # nulls where unmatched
         columns[f"{name}_id"] = taken["id"]
         columns[f"{name}_label"] = taken["label"]
         columns[f"{name}_sep_arcsec"] = _floats(match.separation_arcsec)
-        columns[f"{name}_n_within"] = match.n_within
+        columns[f"{name}_n_within"] = arrow_of(match.n_within)
         columns[f"{name}_second_sep_arcsec"] = _floats(match.second_separation_arcsec)
         for col in catalog.spec.carry:
             columns[f"{name}_{col}"] = taken[col]
@@ -122,7 +133,7 @@ def match_partition(inputs: Inputs, k: int, n_partitions: int) -> pa.Table:
 
 def _floats(values: np.ndarray) -> pa.Array:
     """float64 with NaN as null, as the output files had it when pandas wrote them."""
-    return pa.array(values, pa.float64(), from_pandas=True)
+    return arrow_of(values, nan_as_null=True)
 
 
 @dataclass
@@ -156,7 +167,7 @@ def merge_parts(parts: list[pa.Table], spec: TrainingSetBuildSpec) -> Merged:
         matched = rows >= 0
         state = frame[f"{name}_label_state"].to_numpy()
         separations[name] = frame[f"{name}_sep_arcsec"].to_numpy()[matched]
-        labels = frame[f"{name}_label"].filter(pa.array(matched)).drop_null()
+        labels = frame[f"{name}_label"].filter(arrow_of(matched)).drop_null()
         per_catalog[name] = {
             "matches": int(matched.sum()),
             # sources whose nearest object gives no label (none, or one the labelMap drops) ...
@@ -198,12 +209,12 @@ def _counts(values: pa.ChunkedArray) -> dict[str, int]:
 def _unmatch(frame: pa.Table, cat, losers: np.ndarray) -> pa.Table:
     """Clear a catalog's match columns on rows that lost their match to a nearer object."""
     name = cat.name
-    lost = pa.array(losers)
+    lost = arrow_of(losers)
     numbers = {f"{name}_row": -1, f"{name}_label_state": LABEL_UNMATCHED, f"{name}_n_within": 0}
     for col, value in numbers.items():
         values = frame[col].to_numpy().copy()
         values[losers] = value
-        frame = frame.set_column(frame.schema.get_field_index(col), col, pa.array(values))
+        frame = frame.set_column(frame.schema.get_field_index(col), col, arrow_of(values))
     for col in [f"{name}_sep_arcsec", f"{name}_second_sep_arcsec", f"{name}_id", f"{name}_label"] + \
                [f"{name}_{c}" for c in cat.carry]:
         column = frame[col]

@@ -7,6 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from step_runtime.trainingset.arrays import arrow_of
+
 POLICIES = ("priority", "agree", "drop")
 
 
@@ -33,7 +35,7 @@ def _text(values: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def _null_where(mask: np.ndarray, values: pa.Array) -> pa.Array:
-    return pc.if_else(pa.array(mask), pa.scalar(None, values.type), values)
+    return pc.if_else(arrow_of(mask), pa.scalar(None, values.type), values)
 
 
 def combine_labels(frame: pa.Table, order: list[str], policy: str, keep_unlabeled: bool) -> Combined:
@@ -55,7 +57,7 @@ def combine_labels(frame: pa.Table, order: list[str], policy: str, keep_unlabele
     if not keep_unlabeled and unlabeled:
         # Most sources of a big build match nothing: leave them out before any text is built.
         kept = n_catalogs > 0
-        frame, n_catalogs = frame.filter(pa.array(kept)), n_catalogs[kept]
+        frame, n_catalogs = frame.filter(arrow_of(kept)), n_catalogs[kept]
         present = {name: mask[kept] for name, mask in present.items()}
     n = frame.num_rows
     labels = {name: _text(frame[f"{name}_label"]) for name in order}
@@ -64,7 +66,7 @@ def combine_labels(frame: pa.Table, order: list[str], policy: str, keep_unlabele
         winner[(winner < 0) & present[name]] = i
     label = pc.coalesce(*labels.values()) if order else pa.nulls(n, pa.string())
     names = np.array([*order, None], dtype=object)
-    label_catalog = pa.array(names[winner], pa.string())
+    label_catalog = arrow_of(names[winner])
     label_id = pc.coalesce(*[_null_where(~present[name], _text(frame[f"{name}_id"])) for name in order])
     separation = np.full(n, np.nan)
     for i, name in enumerate(order):
@@ -89,14 +91,14 @@ def combine_labels(frame: pa.Table, order: list[str], policy: str, keep_unlabele
         separation[conflict] = np.nan
     combined = {
         "label": label, "label_catalog": label_catalog, "label_catalog_id": label_id,
-        "separation_arcsec": pa.array(separation, pa.float64(), from_pandas=True), "conflict": pa.array(conflict),
-        "n_catalogs": pa.array(n_catalogs), "candidates": candidates,
+        "separation_arcsec": arrow_of(separation, nan_as_null=True), "conflict": arrow_of(conflict),
+        "n_catalogs": arrow_of(n_catalogs), "candidates": candidates,
     }
     out = frame
     for column, values in combined.items():
         out = out.append_column(column, values)
     dropped = 0
     if policy == "drop" and n_conflicts:
-        out = out.filter(pa.array(~conflict))
+        out = out.filter(arrow_of(~conflict))
         dropped = n_conflicts
     return Combined(out, n_conflicts, by_catalog, dropped, unlabeled)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from step_runtime.spec.trainingset import CatalogSpec, SourceSpec, TableSpec
+from step_runtime.trainingset.arrays import arrow_of
 from step_runtime.trainingset.errors import BuildError
 from step_runtime.trainingset.labels import as_array, labels_as_text, map_labels
 from step_runtime.trainingset.sexagesimal import Quirk, parse_sexagesimal
@@ -183,7 +184,7 @@ def positions_deg(frame: pa.Table, spec: TableSpec, origin: str, bad_rows: str, 
 def _ids(frame: pa.Table, spec: TableSpec) -> pa.Array:
     if spec.id_column:
         return as_array(frame[spec.id_column])
-    return pa.array(np.arange(frame.num_rows, dtype=np.int64))
+    return arrow_of(np.arange(frame.num_rows, dtype=np.int64))
 
 
 def _repeats(ids: pa.Array) -> np.ndarray:
@@ -227,10 +228,10 @@ def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str, warn: Warn | No
     rows = np.flatnonzero(good)
     table = pa.table({"id": ids, **{col: as_array(frame[col]) for col in spec.carry}})
     if rows.size < frame.num_rows:
-        table = table.take(pa.array(rows, pa.int64()))
+        table = table.take(arrow_of(rows))
         ra, dec = ra[rows], dec[rows]
-    table = table.add_column(0, "_row", pa.array(rows)).add_column(2, "ra", pa.array(ra))
-    table = table.add_column(3, "dec", pa.array(dec))
+    table = table.add_column(0, "_row", arrow_of(rows)).add_column(2, "ra", arrow_of(ra))
+    table = table.add_column(3, "dec", arrow_of(dec))
     return SourceData(origin, table, rows_read=frame.num_rows, bad_rows=int(frame.num_rows - rows.size))
 
 
@@ -253,7 +254,7 @@ def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str, w
         raw_labels = pa.array([spec.label] * frame.num_rows, pa.string())
     else:
         raw_labels = labels_as_text(frame[spec.label_column])
-    raw_labels = pc.if_else(pa.array(good), raw_labels, pa.scalar(None, raw_labels.type))
+    raw_labels = pc.if_else(arrow_of(good), raw_labels, pa.scalar(None, raw_labels.type))
     mapped = map_labels(raw_labels, spec.label_map, spec.unmapped_labels, where)
     labeled = good & _mask(mapped.labels.is_valid())
     n_bad = int((~good).sum())
@@ -269,7 +270,7 @@ def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str, w
         columns[col] = as_array(frame[col])
     extra = pa.table(columns)
     if rows.size < frame.num_rows:
-        extra = extra.take(pa.array(rows, pa.int64()))
+        extra = extra.take(arrow_of(rows))
     stats = {
         "rows_read": frame.num_rows,
         "bad_rows": n_bad,

@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from step_runtime.trainingset.arrays import arrow_of
 from step_runtime.trainingset.errors import BuildError
 
 
@@ -39,7 +40,7 @@ def labels_as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
         text[integral] = numbers[integral].astype(np.int64).astype(str)
         other = finite & ~integral
         text[other] = numbers[other].astype(str)
-        return pa.array(text, pa.string())
+        return arrow_of(text)
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         values = values.cast(pa.string())
     text = pc.utf8_trim_whitespace(values)
@@ -87,13 +88,13 @@ def map_labels(labels: pa.Array, label_map: dict[str, str], unmapped: str, where
     position = pc.index_in(labels, value_set=keys)
     in_map = _mask(position.is_valid())
     if present.any() and not in_map.any():
-        found = sorted(pc.unique(labels.filter(pa.array(present))).to_pylist())
+        found = sorted(pc.unique(labels.filter(arrow_of(present))).to_pylist())
         raise BuildError(
             f"{where}: labelMap maps nothing: its keys {sorted(label_map)[:10]} match none of the labels "
             f"found {found[:10]}{' ...' if len(found) > 10 else ''}"
         )
     missed = present & ~in_map
-    missed_values = sorted(pc.unique(labels.filter(pa.array(missed))).to_pylist())[:10]
+    missed_values = sorted(pc.unique(labels.filter(arrow_of(missed))).to_pylist())[:10]
     mapped = pc.take(targets, position)
     if unmapped == "keep":
         return MappedLabels(pc.coalesce(mapped, labels.cast(pa.string())), missing, none_dropped, missed_values)

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 from step_runtime.trainingset.build import (Inputs, Merged, load_inputs, match_partition, merge_parts,
-                                            part_file_name, spec_digest)
+                                            part_file_name, release_unused_memory, spec_digest)
 from step_runtime.trainingset.errors import BuildError
 from step_runtime.trainingset.progress import Progress
 from step_runtime.trainingset.report import compact_summary, write_report_png
@@ -155,9 +155,12 @@ def build_all(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, workers:
     with Progress(total, tty) as progress:
         inputs = load_inputs(spec, paths.base_dir, progress.step, progress.warn)
         parts = _match_all(inputs, n, workers, progress)
+        input_stats = _input_stats(inputs)
+        del inputs  # the partition results hold what the merge needs
+        release_unused_memory()
         merged = merge_parts(parts, spec)
         progress.step(f"merged: {len(merged.frame)} rows, {merged.stats['conflicts']} conflicts")
-        return _finish(spec, name, paths, merged, _input_stats(inputs), started, progress)
+        return _finish(spec, name, paths, merged, input_stats, started, progress)
 
 
 def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k: int,

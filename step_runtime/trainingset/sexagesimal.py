@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from step_runtime.trainingset.arrays import arrow_of
+
 # astropy converts hours to degrees through radians: the factor is 15 less one ulp
 # (14.999999999999998). Using it too keeps every position bit-identical to astropy's (a test
 # checks the constant against astropy.units).
@@ -85,7 +87,7 @@ def parse_sexagesimal(values: Any, hours: bool) -> ParsedAngles:
     def field(name: str) -> tuple[np.ndarray, np.ndarray]:
         column = found.field(name)
         given = pc.fill_null(pc.greater(pc.utf8_length(column), 0), False).to_numpy(zero_copy_only=False) & matched
-        numbers = pc.cast(pc.if_else(given, column, "0"), pa.float64()).to_numpy(zero_copy_only=False)
+        numbers = pc.cast(pc.if_else(arrow_of(given), column, "0"), pa.float64()).to_numpy(zero_copy_only=False)
         return numbers, given
 
     negative = pc.fill_null(pc.equal(found.field("sign"), "-"), False).to_numpy(zero_copy_only=False)

@@ -139,10 +139,10 @@ def _read_file(path: Path, fmt: str, column_names: list[str] | None, wanted: set
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            source = data if isinstance(data, Path) else io.BytesIO(data)
-            names = pq.read_schema(source).names
-            keep = [c for c in names if c in wanted]
-            return pq.read_table(source, columns=keep), names
+            # ParquetFile, not read_table: the same read without importing pyarrow.dataset.
+            parquet = pq.ParquetFile(data if isinstance(data, Path) else io.BytesIO(data))
+            names = parquet.schema_arrow.names
+            return parquet.read(columns=[c for c in names if c in wanted]), names
         if isinstance(data, Path):
             data = load_bytes(path)
         if fmt in ("fits", "votable"):

@@ -100,52 +100,63 @@ def _layout(data: bytes, fmt: str, column_names: list[str] | None, path: Path) -
 def _read_arrow(data: bytes, fmt: str, layout: _Layout, wanted: set[str]) -> tuple[pa.Table, list[str]]:
     import pyarrow.csv as pcsv
 
-    body = data[layout.start:]
-    quoted = b'"' in body
+    start = layout.start  # the rows are read in place: no copy of a big text
+    quoted = data.find(b'"', start) >= 0
     names = layout.names
     if layout.has_header:
-        end = body.find(b"\n")
-        line = (body if end < 0 else body[:end]).decode("utf-8").rstrip("\r")
+        end = data.find(b"\n", start)
+        line = data[start:end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
         names = line.split() if fmt == "whitespace" else next(csv.reader([line], delimiter="\t" if fmt == "tsv" else ","))
-        body = b"" if end < 0 else body[end + 1:]
+        start = len(data) if end < 0 else end + 1
     assert names is not None
     if any(not n for n in names) or len(set(names)) != len(names):
         raise _NotForArrow("blank or repeated column names: pandas names them")
     if fmt == "whitespace":
         if quoted:
             raise _NotForArrow("quotes in a whitespace table")
-        body = collapse_whitespace(body)
+        data, start = collapse_whitespace(data, start), 0
+    body = pa.py_buffer(data).slice(start)
     keep = [n for n in dict.fromkeys(names) if n in wanted]
     parse = pcsv.ParseOptions(delimiter={"csv": ",", "tsv": "\t", "whitespace": " "}[fmt],
                               quote_char='"' if quoted else False, newlines_in_values=quoted)
     read = pcsv.ReadOptions(column_names=names)
     convert = pcsv.ConvertOptions(include_columns=keep, strings_can_be_null=True, quoted_strings_can_be_null=True)
-    table = pcsv.read_csv(io.BytesIO(body), read_options=read, parse_options=parse, convert_options=convert)
+    table = pcsv.read_csv(pa.BufferReader(body), read_options=read, parse_options=parse, convert_options=convert)
     # pandas keeps dates and times as the text they are written as; so do we (a second read of
     # those columns as strings, only when there are any).
     temporal = [f.name for f in table.schema if pa.types.is_temporal(f.type)]
     if temporal:
         convert = pcsv.ConvertOptions(include_columns=keep, strings_can_be_null=True, quoted_strings_can_be_null=True,
                                       column_types={n: pa.string() for n in temporal})
-        table = pcsv.read_csv(io.BytesIO(body), read_options=read, parse_options=parse, convert_options=convert)
+        table = pcsv.read_csv(pa.BufferReader(body), read_options=read, parse_options=parse, convert_options=convert)
     return table, list(names)
 
 
-def collapse_whitespace(text: bytes) -> bytes:
-    """Whitespace-separated text as single-space separated lines, vectorised.
+def collapse_whitespace(text: bytes, start: int = 0, block: int = 1 << 22) -> bytes:
+    """Whitespace-separated text (from byte `start`) as single-space separated lines, vectorised.
 
     Runs of blanks between two fields become one space; blanks at the start or end of a line
-    go (a line of blanks becomes an empty line, which the reader skips).
+    go (a line of blanks becomes an empty line, which the reader skips). Works through blocks
+    of whole lines (4 MB by default), so its temporaries stay small next to the text.
     """
-    buf = np.frombuffer(text, dtype=np.uint8)
-    if buf.size == 0:
-        return text
+    parts = []
+    while start < len(text):
+        stop = text.find(b"\n", min(start + block, len(text)) - 1)
+        stop = len(text) if stop < 0 else stop + 1
+        parts.append(_collapse_block(np.frombuffer(text, dtype=np.uint8, count=stop - start, offset=start)))
+        start = stop
+    return b"".join(parts)
+
+
+def _collapse_block(buf: np.ndarray) -> bytes:
     blank = _blanks(buf)
     # 1. each run of blanks keeps its last byte, as a space
     keep = ~blank
     keep[:-1] |= ~blank[1:]
     keep[-1] = True
+    del blank
     out = buf[keep]
+    del keep
     out[_blanks(out)] = 32
     # 2. a space that starts or ends a line goes
     space = out == 32
