@@ -317,21 +317,26 @@ def peer(case: str, folder: Path, out: Path) -> None:
 
 
 def _run_measured(cmd: list[str], timeout: float) -> dict:
-    """Run cmd; wall seconds from spawn to exit and the process tree's peak RSS (os.wait4)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-    deadline = t0 + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() > deadline:
-            proc.kill()
-            raise TimeoutError(f"{cmd[:4]} took over {timeout}s")
-        time.sleep(0.01)
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    """Run cmd; wall seconds from spawn to exit, CPU seconds and peak RSS of the process tree (os.wait4)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as err_file:  # a file, not a pipe: a chatty child never blocks
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, cwd=ROOT)
+        deadline = t0 + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                proc.wait()
+                raise TimeoutError(f"{cmd[:4]} took over {timeout}s")
+            time.sleep(0.005)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err_file.seek(0)
+        err = err_file.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {err[-2000:]}")
     return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024.0,
@@ -370,6 +375,28 @@ def compare(case: str, work: Path) -> tuple[bool, str]:
     detail = (f"{len(a)} labeled rows (peer {len(b)}), rows equal: {rows_equal}; matches {summary['matches']} / "
               f"{stats['matches']}, matched unlabeled {summary['matched_unlabeled']} / {stats['matched_unlabeled']}")
     return rows_equal and counts_equal, detail
+
+
+def startup(repeat: int, timeout: float) -> None:
+    """Start-up: `alertops --help`, and a build of two rows (all but the work of a build)."""
+    import yaml
+
+    work = CACHE / "work-startup"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "two.csv").write_text("oid,ra,dec,cls\na,10.0,20.0,RRL\nb,30.0,-5.0,EW\n")
+    spec = {"source": {"path": str(work / "two.csv"), "idColumn": "oid"},
+            "catalogs": [{"name": "c", "path": str(work / "two.csv"), "idColumn": "oid", "labelColumn": "cls",
+                          "radiusArcsec": 1.0}], "output": {"path": "out.parquet"}}
+    (work / "two.yaml").write_text(yaml.safe_dump({"apiVersion": "alertops.io/v1alpha1", "kind": "TrainingSetBuild",
+                                                   "metadata": {"name": "two"}, "spec": spec}))
+    commands = {"alertops --help": [sys.executable, "-m", "step_runtime.cli", "--help"],
+                "alertops build (2 rows)": [sys.executable, "-m", "step_runtime.cli", "build", str(work / "two.yaml"),
+                                            "--output-dir", str(work / "out")]}
+    print("\nstart-up (median of runs)")
+    for label, cmd in commands.items():
+        runs = [_run_measured(cmd, timeout) for _ in range(repeat)]
+        print(f"  {label:<24} {statistics.median(r['seconds'] for r in runs):6.2f} s wall "
+              f"{statistics.median(r['cpu_seconds'] for r in runs):6.2f} s CPU")
 
 
 def run_case(case: str, repeat: int, timeout: float) -> bool:
@@ -422,6 +449,7 @@ def main() -> int:
         return 0
     print(f"trainingset_build benchmark on {platform.node()}: {os.cpu_count()} CPU(s), "
           f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    startup(max(args.repeat, 3), args.timeout)
     ok = [run_case(case, args.repeat, args.timeout) for case in args.cases]
     return 0 if all(ok) else 1
 
