@@ -8,10 +8,8 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +77,9 @@ def _match_all(inputs: Inputs, n: int, workers: int, progress: Progress) -> list
         return parts
     _POOL_INPUTS = inputs
     try:
+        import multiprocessing  # only here: a build of one partition need not pay for importing it
+        from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_match_in_worker, k, n) for k in range(n)]
             parts = []
@@ -188,7 +189,7 @@ def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k:
 def _read_part(path: Path) -> pa.Table:
     import pyarrow.parquet as pq
 
-    return pq.read_table(path)
+    return pq.ParquetFile(path).read()
 
 
 def build_merge(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, tty: bool | None = None) -> dict:
