@@ -147,26 +147,52 @@ class SkyIndex:
             # O(catalog), so an index queried again builds its zones and answers from them.
             self._scans += 1
             pair_q, pair_c = self._pairs_by_scanning(query_ra, dec_deg, radius_deg)
-        else:
-            zones = self._zones_for(radius_deg)
-            pair_q, pair_pos = zones.candidates(query_ra, dec_deg, radius_deg)
-            pair_c = zones.order[pair_pos]
+            return self._decide(ra_deg, dec_deg, pair_q, pair_c, radius_arcsec)
+        zones = self._zones_for(radius_deg)
+        # Big queries go in chunks: the per-position temporaries of a search (a dozen arrays)
+        # then stay small next to the catalog, for the same answers.
+        parts = []
+        for start in range(0, n, _QUERY_CHUNK):
+            stop = min(start + _QUERY_CHUNK, n)
+            pair_q, pair_pos = zones.candidates(query_ra[start:stop], dec_deg[start:stop], radius_deg)
+            parts.append(self._decide(ra_deg[start:stop], dec_deg[start:stop], pair_q, zones.order[pair_pos],
+                                      radius_arcsec))
+        if len(parts) == 1:
+            return parts[0]
+        return NearestMatch(*(np.concatenate([getattr(part, f) for part in parts])
+                              for f in ("index", "separation_arcsec", "n_within", "second_separation_arcsec")))
+
+    def _decide(self, ra_deg: np.ndarray, dec_deg: np.ndarray, pair_q: np.ndarray, pair_c: np.ndarray,
+                radius_arcsec: float) -> NearestMatch:
+        """The nearest match per query from candidate pairs, by exact separation."""
         seps = np.degrees(vincenty_rad(np.radians(ra_deg[pair_q]), np.radians(dec_deg[pair_q]),
                                        np.radians(self._ra[pair_c]), np.radians(self._dec[pair_c]))) * 3600.0
         inside = seps <= radius_arcsec
-        return _reduce_pairs(n, pair_q[inside], pair_c[inside], seps[inside])
+        return _reduce_pairs(ra_deg.size, pair_q[inside], pair_c[inside], seps[inside])
 
     def _pairs_by_scanning(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float
                            ) -> tuple[np.ndarray, np.ndarray]:
-        """(query row, catalog row) candidate pairs from zones built on the queries."""
+        """(query row, catalog row) candidate pairs from zones built on the queries.
+
+        The catalog streams past the queries in chunks. A coarse grid of the cells the query
+        circles touch first drops the catalog rows far from every query (nearly all of them: a
+        few cells per query out of millions), so the exact zone search only sees the rest.
+        """
         zones = _Zones.build(ra_deg, dec_deg, _zone_height_deg(radius_deg))
+        cover = _Cover.build(ra_deg, dec_deg, radius_deg)
         queries, rows = [], []
         # In chunks, so the per-row temporaries stay small next to the catalog itself.
         for start in range(0, self.size, _SCAN_CHUNK):
             stop = min(start + _SCAN_CHUNK, self.size)
-            local, pos = zones.candidates(self._ra[start:stop], self._dec[start:stop], radius_deg)
+            ra, dec = self._ra[start:stop], self._dec[start:stop]
+            near = np.flatnonzero(cover.contains(ra, dec))
+            if near.size == 0:
+                continue
+            local, pos = zones.candidates(ra[near], dec[near], radius_deg)
             queries.append(zones.order[pos])
-            rows.append(local + start)
+            rows.append(near[local] + start)
+        if not queries:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(queries), np.concatenate(rows)
 
 
@@ -176,6 +202,8 @@ _SCAN_RATIO = 8
 # a service calls `prepare` at start and never scans).
 _MAX_SCANS = 1
 _SCAN_CHUNK = 1 << 20
+# Query positions searched at a time against an index's zones.
+_QUERY_CHUNK = 1 << 18
 
 
 def _checked_radius(radius_arcsec: float) -> float:
@@ -299,6 +327,69 @@ class _Zones:
         run_begin = np.cumsum(count) - count
         pair_pos = np.arange(int(count.sum()), dtype=np.int64) + np.repeat(start - run_begin, count)
         return pair_q, pair_pos
+
+
+@dataclass(frozen=True)
+class _Cover:
+    """The cells of a coarse (dec, RA) grid that some query circle touches: a cheap first test.
+
+    Cells are at least 3' (and at least a circle) wide, so the grid holds at most 3600 x 7200
+    booleans (26 MB) and a query marks a handful of cells. Marks are conservative (every cell a
+    circle, widened by a small slack, overlaps), so no pair is ever dropped; the exact search and
+    separations decide the rest.
+    """
+
+    cell_deg: float
+    n_dec: int
+    n_ra: int
+    grid: np.ndarray  # bool, n_dec * n_ra, row-major by dec cell
+
+    @staticmethod
+    def build(ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float) -> "_Cover":
+        """The cells touched by circles of `radius_deg` around the positions (ra in [0, 360))."""
+        # A whole number of cells around the sky, so that wrapping across RA 0/360 is exact.
+        n_ra = max(1, int(360.0 // max(_COVER_CELL_DEG, 2.0 * radius_deg)))
+        cell = 360.0 / n_ra
+        n_dec = int(np.ceil(180.0 / cell))
+        grid = np.zeros(n_dec * n_ra, dtype=bool)
+        reach = radius_deg + _COVER_SLACK_DEG
+        d0 = _cell_of(dec_deg - reach + 90.0, cell, n_dec)
+        d1 = _cell_of(dec_deg + reach + 90.0, cell, n_dec)
+        half = _ra_half_width_deg(dec_deg, radius_deg) + _COVER_SLACK_DEG
+        r0 = np.floor((ra_deg - half) / cell).astype(np.int64)
+        r1 = np.floor((ra_deg + half) / cell).astype(np.int64)
+        full = (half >= 180.0) | (r1 - r0 + 1 >= n_ra)
+        for q in np.flatnonzero(full):  # circles around a pole: whole rows (rare)
+            grid[d0[q] * n_ra:(d1[q] + 1) * n_ra] = True
+        part = ~full
+        d0, d1, r0, r1 = d0[part], d1[part], r0[part], r1[part]
+        width = r1 - r0 + 1
+        count = (d1 - d0 + 1) * width
+        # Every (dec cell, RA cell) of each query's box, wrapped across RA 0/360.
+        k = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+        w = np.repeat(width, count)
+        dec_cell = np.repeat(d0, count) + k // w
+        ra_cell = np.mod(np.repeat(r0, count) + k % w, n_ra)
+        grid[dec_cell * n_ra + ra_cell] = True
+        return _Cover(cell, n_dec, n_ra, grid)
+
+    def contains(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+        """Whether each position (ra in [0, 360)) lies in a marked cell."""
+        flat = _cell_of(dec_deg + 90.0, self.cell_deg, self.n_dec)
+        flat *= self.n_ra
+        flat += _cell_of(ra_deg, self.cell_deg, self.n_ra)
+        return self.grid[flat]
+
+
+def _cell_of(offset_deg: np.ndarray, cell_deg: float, n_cells: int) -> np.ndarray:
+    """Cell number of non-negative offsets (clipped into the grid)."""
+    cells = np.floor(offset_deg / cell_deg).astype(np.int64)
+    np.clip(cells, 0, n_cells - 1, out=cells)
+    return cells
+
+
+_COVER_CELL_DEG = 3.0 / 60.0
+_COVER_SLACK_DEG = 1e-7  # far above float rounding of a cell number, far below any radius
 
 
 def _ra_half_width_deg(dec_deg: np.ndarray, radius_deg: float) -> np.ndarray:

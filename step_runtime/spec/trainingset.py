@@ -65,9 +65,11 @@ class TableSpec(SpecModel):
     )
     ra_column: str = Field(default="ra", min_length=1, description="Column holding right ascension.")
     dec_column: str = Field(default="dec", min_length=1, description="Column holding declination.")
-    coord_units: CoordUnits = Field(
-        default="deg",
-        description="Units of ra/dec: deg, rad, or sexagesimal strings (ra hh:mm:ss.s, dec +dd:mm:ss).",
+    coord_units: CoordUnits | None = Field(
+        default=None,
+        description="Units of ra/dec: deg, rad, or sexagesimal strings (ra hh:mm:ss.s, dec +dd:mm:ss). Unset means "
+                    "deg, except that a table of 100 rows or more whose every |ra| <= 2 pi and |dec| <= pi/2 is "
+                    "refused as radians; set deg to read it as degrees anyway.",
     )
     carry: list[str] = Field(default_factory=list, description="Extra columns copied into the output rows.")
 
@@ -99,8 +101,15 @@ class CatalogSpec(TableSpec):
     )
     unmapped_labels: Literal["drop", "keep"] = Field(
         default="drop",
-        description="With a labelMap: drop catalog rows whose label is not in it (before matching), or keep "
-                    "them with their original label.",
+        description="With a labelMap, a catalog label that is not in it: drop gives no label (a source whose "
+                    "nearest object has it gets no label from this catalog), keep passes the original label.",
+    )
+    label_from: Literal["nearest", "nearest-labeled"] = Field(
+        default="nearest",
+        description="nearest: a source takes the label of the nearest catalog object within the radius, and "
+                    "none when that object has no label (or an unmapped one). nearest-labeled: rows without a "
+                    "label are removed before matching, so a source may take the label of a farther object "
+                    "than its real counterpart.",
     )
     radius_arcsec: float = Field(gt=0, le=3600, description="Match radius in arcseconds.")
     priority: int = Field(
@@ -154,13 +163,18 @@ class PostgresOutput(SpecModel):
 
 
 class OutputSpec(SpecModel):
-    """Where the training set goes. The summary JSON and PNG report are written next to `path`."""
+    """Where the training set goes. The summary JSON (and the PNG report, on request) go next to `path`."""
 
     path: str = Field(
         min_length=1,
         description="Output file; relative paths are resolved against --output-dir, else the manifest's directory. "
                     "Partition results go to <path>.parts/, the summary to <path>.summary.json and the "
-                    "report to <path>.report.png.",
+                    "report (when `report` is true) to <path>.report.png.",
+    )
+    report: bool = Field(
+        default=False,
+        description="Also draw <path>.report.png: separations per catalog and class counts (matplotlib; it "
+                    "adds about a second to a build).",
     )
     format: Literal["auto", "parquet", "csv"] = Field(
         default="auto", description="File format; auto picks csv for a .csv name, parquet otherwise."

@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from step_runtime.trainingset.arrays import arrow_of
 
 POLICIES = ("priority", "agree", "drop")
 
@@ -16,70 +19,86 @@ def trust_order(names: list[str], priorities: list[int]) -> list[str]:
 
 @dataclass(frozen=True)
 class Combined:
-    """The combined frame and the counts the summary reports."""
+    """The combined table and the counts the summary reports."""
 
-    frame: pd.DataFrame
+    frame: pa.Table
     conflicts: int                    # matched objects whose catalogs disagree
     conflicts_by_catalog: dict[str, int]  # ... in which this catalog's label differs from the winner
     dropped_conflicts: int            # conflicting objects removed (policy drop)
-    unlabeled: int                    # objects no catalog matched
+    unlabeled: int                    # objects no catalog labeled
 
 
-def combine_labels(frame: pd.DataFrame, order: list[str], policy: str, keep_unlabeled: bool) -> Combined:
-    """Resolve `<name>_label` columns (None where unmatched) into one label per row.
+def _text(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values if pa.types.is_string(values.type) else values.cast(pa.string())
+
+
+def _null_where(mask: np.ndarray, values: pa.Array) -> pa.Array:
+    return pc.if_else(arrow_of(mask), pa.scalar(None, values.type), values)
+
+
+def combine_labels(frame: pa.Table, order: list[str], policy: str, keep_unlabeled: bool) -> Combined:
+    """Resolve `<name>_label` columns (null where a catalog gives no label) into one label per row.
 
     Adds: label, label_catalog, label_catalog_id, separation_arcsec (of the winning match),
-    conflict (matching catalogs disagree), n_catalogs (how many matched), candidates
+    conflict (labeling catalogs disagree), n_catalogs (how many labeled it), candidates
     ("name:label;..." in trust order). `order` is the trust order (see `trust_order`).
     policy: priority (the most trusted label wins), agree (conflicting rows keep no label),
-    drop (conflicting rows are removed). Rows no catalog matched are removed unless keep_unlabeled.
+    drop (conflicting rows are removed). Rows no catalog labeled are removed unless keep_unlabeled.
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-    n = len(frame)
-    label = pd.Series([None] * n, index=frame.index, dtype=object)
-    label_catalog = pd.Series([None] * n, index=frame.index, dtype=object)
-    label_id = pd.Series([None] * n, index=frame.index, dtype=object)
-    separation = pd.Series(np.nan, index=frame.index, dtype=np.float64)
+    present = {name: frame[f"{name}_label"].is_valid().to_numpy() for name in order}
+    n_catalogs = np.zeros(frame.num_rows, dtype=np.int64)
     for name in order:
-        candidate = frame[f"{name}_label"]
-        take = label.isna() & candidate.notna()
-        label[take] = candidate[take]
-        label_catalog[take] = name
-        label_id[take] = frame.loc[take, f"{name}_id"].astype(str)
-        separation[take] = frame.loc[take, f"{name}_sep_arcsec"].astype(np.float64)
+        n_catalogs += present[name]
+    unlabeled = int((n_catalogs == 0).sum())
+    if not keep_unlabeled and unlabeled:
+        # Most sources of a big build match nothing: leave them out before any text is built.
+        kept = n_catalogs > 0
+        frame, n_catalogs = frame.filter(arrow_of(kept)), n_catalogs[kept]
+        present = {name: mask[kept] for name, mask in present.items()}
+    n = frame.num_rows
+    labels = {name: _text(frame[f"{name}_label"]) for name in order}
+    winner = np.full(n, -1, dtype=np.int64)  # position in `order` of the catalog whose label wins
+    for i, name in enumerate(order):
+        winner[(winner < 0) & present[name]] = i
+    label = pc.coalesce(*labels.values()) if order else pa.nulls(n, pa.string())
+    names = np.array([*order, None], dtype=object)
+    label_catalog = arrow_of(names[winner])
+    label_id = pc.coalesce(*[_null_where(~present[name], _text(frame[f"{name}_id"])) for name in order])
+    separation = np.full(n, np.nan)
+    for i, name in enumerate(order):
+        won = winner == i
+        separation[won] = frame[f"{name}_sep_arcsec"].to_numpy()[won]
 
-    conflict = pd.Series(False, index=frame.index)
-    n_catalogs = pd.Series(0, index=frame.index, dtype=np.int64)
-    candidates = pd.Series("", index=frame.index, dtype=object)
+    conflict = np.zeros(n, dtype=bool)
     by_catalog: dict[str, int] = {}
+    pieces = []
     for name in order:
-        candidate = frame[f"{name}_label"]
-        present = candidate.notna()
-        differs = present & (candidate != label)
+        differs = pc.fill_null(pc.not_equal(labels[name], label), False).to_numpy(zero_copy_only=False)
         by_catalog[name] = int(differs.sum())
         conflict |= differs
-        n_catalogs += present.astype(np.int64)
-        candidates = candidates + (";" + name + ":" + candidate.astype(str)).where(present, "")
-    candidates = candidates.str.slice(1).where(n_catalogs > 0, None)
+        pieces.append(pc.fill_null(pc.binary_join_element_wise(";" + name, labels[name], ":"), ""))
+    # ";a:RRL;b:EW" less its first ";" (pyarrow's null_handling="skip" drops all-null rows: not used)
+    joined = pc.binary_join_element_wise(*pieces, "") if order else pa.nulls(n, pa.string())
+    candidates = _null_where(n_catalogs == 0, pc.utf8_slice_codeunits(joined, 1))
 
     n_conflicts = int(conflict.sum())
-    if policy == "agree":
-        for series in (label, label_catalog, label_id):
-            series[conflict] = None
+    if policy == "agree" and n_conflicts:
+        label, label_catalog, label_id = (_null_where(conflict, v) for v in (label, label_catalog, label_id))
         separation[conflict] = np.nan
-    combined = pd.DataFrame({
+    combined = {
         "label": label, "label_catalog": label_catalog, "label_catalog_id": label_id,
-        "separation_arcsec": separation, "conflict": conflict, "n_catalogs": n_catalogs,
-        "candidates": candidates,
-    })
-    out = pd.concat([frame, combined], axis=1)
-    keep = pd.Series(True, index=frame.index)
+        "separation_arcsec": arrow_of(separation, nan_as_null=True), "conflict": arrow_of(conflict),
+        "n_catalogs": arrow_of(n_catalogs), "candidates": candidates,
+    }
+    out = frame
+    for column, values in combined.items():
+        out = out.append_column(column, values)
     dropped = 0
-    if policy == "drop":
-        keep &= ~conflict
+    if policy == "drop" and n_conflicts:
+        out = out.filter(arrow_of(~conflict))
         dropped = n_conflicts
-    unlabeled = int((n_catalogs == 0).sum())
-    if not keep_unlabeled:
-        keep &= n_catalogs > 0
-    return Combined(out[keep].reset_index(drop=True), n_conflicts, by_catalog, dropped, unlabeled)
+    return Combined(out, n_conflicts, by_catalog, dropped, unlabeled)

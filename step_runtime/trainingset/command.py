@@ -42,6 +42,7 @@ def _print_summary(summary: dict) -> None:
              f"{summary['conflicts']} conflicts (policy {summary['policy']}, {summary['matching']})"]
     for name, cat in summary["catalogs"].items():
         lines.append(f"  {name:<16} {cat['rows_used']:>8} rows  {cat['matches']:>7} matches  "
+                     f"{cat.get('matched_unlabeled', 0):>5} unlabeled  "
                      f"{cat['ambiguous']:>5} ambiguous  {cat.get('conflicts', 0):>5} conflicts  "
                      f"radius {cat['radius_arcsec']:g}\"")
     classes = ", ".join(f"{k}: {v}" for k, v in list(summary["classes"].items())[:15])
@@ -49,7 +50,8 @@ def _print_summary(summary: dict) -> None:
     out = summary["output"]
     lines.append(f"  output: {out['path']} ({out['format']})" + (f" and PostgreSQL {out['postgres']}"
                                                                   if out.get("postgres") else ""))
-    lines.append(f"  summary: {summary['summary_path']}  report: {summary['report_path']}")
+    report = f"  report: {summary['report_path']}" if summary.get("report_path") else ""
+    lines.append(f"  summary: {summary['summary_path']}{report}")
     lines.append(f"  took {summary['duration_seconds']:.2f}s")
     print("\n".join(lines))
 
@@ -63,9 +65,12 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.spec.common import SpecError, parse_spec, read_manifest
     from step_runtime.spec.trainingset import KIND, TrainingSetBuildSpec
     from step_runtime.trainingset.errors import BuildError, BuildFailure
+    from step_runtime.trainingset.lazy_pandas import defer_pandas_for_pyarrow
     from step_runtime.trainingset.run import (BuildPaths, build_all, build_merge, build_partition,
                                               write_termination_message)
     from step_runtime.trainingset.writers import check_output_paths
+
+    defer_pandas_for_pyarrow()
 
     def fail(message: str, status: int) -> int:
         print(f"alertops build: {message}", file=sys.stderr)

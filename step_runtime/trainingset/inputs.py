@@ -1,7 +1,7 @@
-"""Turning read tables into clean arrays: positions in degrees, ids, labels, carried columns.
+"""Turning read tables into clean inputs: positions in degrees, ids, labels, carried columns.
 
-Bad rows (missing, non-numeric or out-of-range coordinates) either stop the build with a message
-naming the file, column and row, or are skipped and counted (spec.badRows).
+Bad rows (bad coordinates, see positions.py; missing or repeated source ids) either stop the
+build with a message naming the file, column and row, or are skipped and counted (spec.badRows).
 """
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from step_runtime.spec.trainingset import CatalogSpec, SourceSpec, TableSpec
+from step_runtime.trainingset.arrays import arrow_of
 from step_runtime.trainingset.errors import BuildError
-from step_runtime.trainingset.labels import labels_as_text, map_labels
+from step_runtime.trainingset.labels import as_array, labels_as_text, map_labels
+from step_runtime.trainingset.positions import Warn, mask_of, positions_deg
 from step_runtime.trainingset.tables import read_table
 
 # Output columns a source carry column must not shadow.
@@ -21,12 +24,16 @@ RESERVED = {"id", "ra", "dec", "label", "label_catalog", "label_catalog_id", "se
             "conflict", "n_catalogs", "candidates", "_row"}
 
 
+# Label state of a catalog row (and of a source's nearest match; LABEL_UNMATCHED when there is none).
+LABEL_UNMATCHED, LABEL_OK, LABEL_NONE, LABEL_UNMAPPED = -1, 0, 1, 2
+
+
 @dataclass
 class SourceData:
     """The objects to label: one row per object, in source order (`_row` is the row read)."""
 
     origin: str
-    frame: pd.DataFrame  # columns: _row, id, ra, dec, <carry...>
+    frame: pa.Table  # columns: _row, id, ra, dec, <carry...>
     rows_read: int
     bad_rows: int
 
@@ -39,7 +46,8 @@ class CatalogData:
     origin: str
     ra_deg: np.ndarray
     dec_deg: np.ndarray
-    extra: pd.DataFrame  # columns: id, label, <carry...>, one row per kept catalog row
+    extra: pa.Table  # columns: id, label, <carry...>, one row per kept catalog row
+    label_state: np.ndarray  # int8 per kept row: LABEL_OK, LABEL_NONE (missing/blank) or LABEL_UNMAPPED
     stats: dict[str, object] = field(default_factory=dict)
 
 
@@ -60,152 +68,104 @@ def _needed_columns(spec: TableSpec, prefix: str) -> dict[str, str]:
     return needed
 
 
-def _sexagesimal_deg(values: pd.Series, hours: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Degrees from sexagesimal strings, and a mask of values that did not parse."""
-    from astropy import units as u
-    from astropy.coordinates import Angle
-
-    unit = u.hourangle if hours else u.deg
-    text = values.astype("string").str.strip()
-    present = text.notna() & (text != "")
-    out = np.full(len(values), np.nan)
-    bad = np.zeros(len(values), dtype=bool)
-    strings = text[present].to_numpy(dtype=object)
-    try:
-        out[present.to_numpy()] = Angle(strings.astype(str), unit=unit).degree
-    except Exception:
-        # Only on the error path: find which values astropy refuses, one by one.
-        positions = np.flatnonzero(present.to_numpy())
-        for pos, value in zip(positions, strings):
-            try:
-                out[pos] = Angle(str(value), unit=unit).degree
-            except Exception:
-                bad[pos] = True
-    return out, bad
-
-
-def _numeric(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Floats from a column, and a mask of present values that are not numbers."""
-    numbers = pd.to_numeric(values, errors="coerce")
-    out = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    not_number = (numbers.isna() & values.notna()).to_numpy()
-    if values.dtype == object:
-        blank = values.astype("string").str.strip().eq("").fillna(False).to_numpy(dtype=bool)
-        not_number &= ~blank
-    return out, not_number
-
-
-def positions_deg(frame: pd.DataFrame, spec: TableSpec, origin: str, bad_rows: str, row_word: str = "data row"
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ra_deg in [0, 360), dec_deg, good-row mask) from the spec's columns and units.
-
-    A bad row under policy "fail" raises BuildError naming the file, column and row (1-based).
-    """
-    ra_raw, dec_raw = frame[spec.ra_column], frame[spec.dec_column]
-    if spec.coord_units == "sexagesimal":
-        ra, ra_unparsed = _sexagesimal_deg(ra_raw, hours=True)
-        dec, dec_unparsed = _sexagesimal_deg(dec_raw, hours=False)
-        what = "not a sexagesimal angle"
-    else:
-        ra, ra_unparsed = _numeric(ra_raw)
-        dec, dec_unparsed = _numeric(dec_raw)
-        what = "not a number"
-        if spec.coord_units == "rad":
-            ra, dec = np.degrees(ra), np.degrees(dec)
-    unit_note = {"deg": "degrees", "rad": "radians", "sexagesimal": "sexagesimal"}[spec.coord_units]
-    problems = [
-        (spec.ra_column, ra_unparsed, what),
-        (spec.dec_column, dec_unparsed, what),
-        (spec.ra_column, ~ra_unparsed & ~np.isfinite(ra), "missing or not finite"),
-        (spec.dec_column, ~dec_unparsed & ~np.isfinite(dec), "missing or not finite"),
-        (spec.dec_column, np.isfinite(dec) & (np.abs(dec) > 90.0), f"declination out of range (|dec| > 90 deg; units {unit_note})"),
-    ]
-    bad = np.zeros(len(frame), dtype=bool)
-    for _, mask, _ in problems:
-        bad |= mask
-    if bad.any() and bad_rows == "fail":
-        first = int(np.flatnonzero(bad)[0])
-        for column, mask, reason in problems:
-            if mask[first]:
-                value = frame[column].iloc[first]
-                raise BuildError(
-                    f"{origin}: column {column!r} {row_word} {first + 1}: {reason} (value {value!r}); "
-                    f"{int(bad.sum())} bad row(s) in all. Fix them, or set spec.badRows: skip-and-count"
-                )
-    good = ~bad
-    return np.mod(np.where(good, ra, 0.0), 360.0), np.where(good, dec, 0.0), good
-
-
-def _ids(frame: pd.DataFrame, spec: TableSpec) -> pd.Series:
+def _ids(frame: pa.Table, spec: TableSpec) -> pa.Array:
     if spec.id_column:
-        return frame[spec.id_column]
-    return pd.Series(np.arange(len(frame), dtype=np.int64), index=frame.index)
+        return as_array(frame[spec.id_column])
+    return arrow_of(np.arange(frame.num_rows, dtype=np.int64))
 
 
-def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str) -> SourceData:
-    """Read and clean the source table."""
+def _repeats(ids: pa.Array) -> np.ndarray:
+    """Rows whose id an earlier row already has (null ids are left to the missing-id check)."""
+    codes = pc.fill_null(pc.dictionary_encode(ids).indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    repeated = np.zeros(codes.size, dtype=bool)
+    if codes.size and np.bincount(codes + 1)[1:].max(initial=0) > 1:
+        _, first = np.unique(codes, return_index=True)
+        repeated[:] = True
+        repeated[first] = False
+        repeated &= codes >= 0
+    return repeated
+
+
+def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str, warn: Warn | None = None) -> SourceData:
+    """Read and clean the source table (`warn` receives warnings about values read)."""
     clash = sorted(set(spec.carry) & RESERVED)
     if clash:
         raise BuildError(f"spec.source.carry: column(s) {clash} clash with output columns; carry other columns")
     frame, origin = read_table(spec, base_dir, _needed_columns(spec, "source"))
-    if len(frame) == 0:
+    if frame.num_rows == 0:
         raise BuildError(f"{origin}: the source has no rows")
     row_word = "query row" if spec.query is not None else "data row"
-    ra, dec, good = positions_deg(frame, spec, origin, bad_rows, row_word)
+    ra, dec, good = positions_deg(frame, spec, origin, bad_rows, row_word, "source", warn)
     ids = _ids(frame, spec)
-    missing_id = (ids.isna().to_numpy() & good)
+    missing_id = mask_of(pc.is_null(ids, nan_is_null=True)) & good
     if missing_id.any():
         if bad_rows == "fail":
             first = int(np.flatnonzero(missing_id)[0])
             raise BuildError(f"{origin}: column {spec.id_column!r} {row_word} {first + 1}: missing id; "
                              f"{int(missing_id.sum())} row(s) in all. Fix them, or set spec.badRows: skip-and-count")
         good &= ~missing_id
-    duplicated = ids.duplicated(keep="first").to_numpy() & good
-    dup_of_good = duplicated & ids.duplicated(keep=False).to_numpy()
+    dup_of_good = _repeats(ids) & good
     if dup_of_good.any():
         first = int(np.flatnonzero(dup_of_good)[0])
         if bad_rows == "fail":
-            raise BuildError(f"{origin}: column {spec.id_column!r} {row_word} {first + 1}: id {ids.iloc[first]!r} "
+            raise BuildError(f"{origin}: column {spec.id_column!r} {row_word} {first + 1}: id {ids[first].as_py()!r} "
                              f"repeats an earlier row; ids must be unique ({int(dup_of_good.sum())} repeat(s)). "
                              f"Fix them, or set spec.badRows: skip-and-count to keep the first")
         good &= ~dup_of_good
     rows = np.flatnonzero(good)
-    out = pd.DataFrame({"_row": rows.astype(np.int64), "id": ids.to_numpy()[rows], "ra": ra[rows], "dec": dec[rows]})
-    for col in spec.carry:
-        out[col] = frame[col].to_numpy()[rows]
-    return SourceData(origin, out, rows_read=len(frame), bad_rows=int(len(frame) - rows.size))
+    table = pa.table({"id": ids, **{col: as_array(frame[col]) for col in spec.carry}})
+    if rows.size < frame.num_rows:
+        table = table.take(arrow_of(rows))
+        ra, dec = ra[rows], dec[rows]
+    table = table.add_column(0, "_row", arrow_of(rows)).add_column(2, "ra", arrow_of(ra))
+    table = table.add_column(3, "dec", arrow_of(dec))
+    return SourceData(origin, table, rows_read=frame.num_rows, bad_rows=int(frame.num_rows - rows.size))
 
 
-def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str) -> CatalogData:
-    """Read a catalog, clean its positions, map its labels; rows without a final label are dropped."""
+def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str, warn: Warn | None = None
+                 ) -> CatalogData:
+    """Read a catalog, clean its positions and map its labels.
+
+    Every row with good coordinates is kept for matching (labelFrom: nearest), with its label
+    state, so a source whose nearest object has no label gets none. labelFrom: nearest-labeled
+    keeps only the rows with a final label, as builds did before.
+    """
     prefix = f"catalogs[{index}]"
     frame, origin = read_table(spec, base_dir, _needed_columns(spec, prefix))
     where = f"{origin} (catalog {spec.name!r})"
-    if len(frame) == 0:
+    if frame.num_rows == 0:
         raise BuildError(f"{where}: the catalog is empty")
     row_word = "query row" if spec.query is not None else "data row"
-    ra, dec, good = positions_deg(frame, spec, where, bad_rows, row_word)
+    ra, dec, good = positions_deg(frame, spec, where, bad_rows, row_word, prefix, warn)
     if spec.label is not None:
-        raw_labels = pd.Series([spec.label] * len(frame), index=frame.index, dtype=object)
+        raw_labels = pa.array([spec.label] * frame.num_rows, pa.string())
     else:
         raw_labels = labels_as_text(frame[spec.label_column])
-    mapped = map_labels(raw_labels.where(pd.Series(good, index=frame.index), None), spec.label_map,
-                        spec.unmapped_labels, where)
-    keep = good & mapped.labels.notna().to_numpy()
-    rows = np.flatnonzero(keep)
-    if rows.size == 0:
-        raise BuildError(f"{where}: no usable rows: {len(frame)} read, {int((~good).sum())} with bad coordinates, "
-                         f"{mapped.unlabeled - int((~good).sum())} without a label, {mapped.unmapped} not in labelMap")
-    ids = _ids(frame, spec)
-    extra = pd.DataFrame({"id": ids.to_numpy()[rows], "label": mapped.labels.to_numpy()[rows]})
+    raw_labels = pc.if_else(arrow_of(good), raw_labels, pa.scalar(None, raw_labels.type))
+    mapped = map_labels(raw_labels, spec.label_map, spec.unmapped_labels, where)
+    labeled = good & mask_of(mapped.labels.is_valid())
+    n_bad = int((~good).sum())
+    if not labeled.any():
+        raise BuildError(f"{where}: no usable rows: {frame.num_rows} read, {n_bad} with bad coordinates, "
+                         f"{mapped.unlabeled - n_bad} without a label, {mapped.unmapped} not in labelMap")
+    rows = np.flatnonzero(labeled if spec.label_from == "nearest-labeled" else good)
+    state = np.full(frame.num_rows, LABEL_NONE, dtype=np.int8)
+    state[labeled] = LABEL_OK
+    state[mapped.unmapped_rows & good] = LABEL_UNMAPPED
+    columns = {"id": _ids(frame, spec), "label": mapped.labels}
     for col in spec.carry:
-        extra[col] = frame[col].to_numpy()[rows]
+        columns[col] = as_array(frame[col])
+    extra = pa.table(columns)
+    if rows.size < frame.num_rows:
+        extra = extra.take(arrow_of(rows))
     stats = {
-        "rows_read": len(frame),
-        "bad_rows": int((~good).sum()),
-        "rows_without_label": int(mapped.unlabeled - int((~good).sum())),
+        "rows_read": frame.num_rows,
+        "bad_rows": n_bad,
+        "rows_without_label": int(mapped.unlabeled - n_bad),
         "rows_unmapped": mapped.unmapped,
         "unmapped_examples": mapped.unmapped_values,
         "rows_used": int(rows.size),
     }
-    return CatalogData(spec, origin, ra[rows], dec[rows], extra.reset_index(drop=True), stats)
+    whole = rows.size == frame.num_rows
+    return CatalogData(spec, origin, ra if whole else ra[rows], dec if whole else dec[rows], extra,
+                       state if whole else state[rows], stats)

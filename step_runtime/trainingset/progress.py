@@ -37,6 +37,15 @@ class Progress:
             elapsed = time.monotonic() - self._start
             print(f"alertops build: [{self.done}/{self.total}] {elapsed:6.1f}s {text}", file=sys.stderr, flush=True)
 
+    def warn(self, text: str) -> None:
+        """A warning the user should read (not a step): always printed, above the bar on a terminal."""
+        if self._rich is not None:
+            from rich.markup import escape
+
+            self._rich.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+        else:
+            print(f"alertops build: warning: {text}", file=sys.stderr, flush=True)
+
     def __exit__(self, *exc: object) -> None:
         if self._rich is not None:
             self._rich.__exit__(*exc)

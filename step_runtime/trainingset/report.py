@@ -40,17 +40,21 @@ def compact_summary(summary: dict) -> str:
 
 
 def write_report_png(summary: dict, separations: dict[str, np.ndarray], path: Path) -> None:
-    """Separation histogram per catalog (radius marked) and class counts, as one PNG."""
-    import matplotlib
+    """Separation histogram per catalog (radius marked) and class counts, as one PNG.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a Figure of its own with the Agg canvas, not through pyplot: no global state, no
+    GUI backend chosen behind the caller's back.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     names = list(separations)
     n_panels = len(names) + 1
     cols = min(3, n_panels)
     rows = int(np.ceil(n_panels / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
     flat = axes.ravel()
     for ax, name in zip(flat, names):
         info = summary["catalogs"][name]
@@ -76,4 +80,3 @@ def write_report_png(summary: dict, separations: dict[str, np.ndarray], path: Pa
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)

@@ -8,18 +8,16 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 from step_runtime.trainingset.build import (Inputs, Merged, load_inputs, match_partition, merge_parts,
-                                            part_file_name, spec_digest)
+                                            part_file_name, release_unused_memory, spec_digest)
 from step_runtime.trainingset.errors import BuildError
 from step_runtime.trainingset.progress import Progress
 from step_runtime.trainingset.report import compact_summary, write_report_png
@@ -64,12 +62,12 @@ def write_termination_message(text: str) -> None:
 _POOL_INPUTS: Inputs | None = None
 
 
-def _match_in_worker(k: int, n: int) -> pd.DataFrame:
+def _match_in_worker(k: int, n: int) -> pa.Table:
     assert _POOL_INPUTS is not None
     return match_partition(_POOL_INPUTS, k, n)
 
 
-def _match_all(inputs: Inputs, n: int, workers: int, progress: Progress) -> list[pd.DataFrame]:
+def _match_all(inputs: Inputs, n: int, workers: int, progress: Progress) -> list[pa.Table]:
     global _POOL_INPUTS
     if n == 1 or workers <= 1:
         parts = []
@@ -79,6 +77,9 @@ def _match_all(inputs: Inputs, n: int, workers: int, progress: Progress) -> list
         return parts
     _POOL_INPUTS = inputs
     try:
+        import multiprocessing  # only here: a build of one partition need not pay for importing it
+        from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_match_in_worker, k, n) for k in range(n)]
             parts = []
@@ -124,9 +125,11 @@ def _finish(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, merged: Me
         "partitions": spec.parallelism,
         "output": output,
         "summary_path": str(paths.summary),
-        "report_path": str(paths.report),
+        "report_path": str(paths.report) if spec.output.report else None,
     }
-    write_report_png(summary, merged.separations, paths.report)
+    if spec.output.report:
+        write_report_png(summary, merged.separations, paths.report)
+        progress.step(f"report {paths.report}")
     summary["duration_seconds"] = round(time.monotonic() - started, 3)
     write_json(summary, paths.summary)
     progress.step(f"summary {paths.summary}")
@@ -149,13 +152,16 @@ def build_all(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, workers:
     started = time.monotonic()
     check_secrets(spec)
     n = spec.parallelism
-    total = 1 + len(spec.catalogs) + n + 3 + (spec.output.postgres is not None)
+    total = 1 + len(spec.catalogs) + n + 3 + (spec.output.postgres is not None) + spec.output.report
     with Progress(total, tty) as progress:
-        inputs = load_inputs(spec, paths.base_dir, progress.step)
+        inputs = load_inputs(spec, paths.base_dir, progress.step, progress.warn)
         parts = _match_all(inputs, n, workers, progress)
+        input_stats = _input_stats(inputs)
+        del inputs  # the partition results hold what the merge needs
+        release_unused_memory()
         merged = merge_parts(parts, spec)
         progress.step(f"merged: {len(merged.frame)} rows, {merged.stats['conflicts']} conflicts")
-        return _finish(spec, name, paths, merged, _input_stats(inputs), started, progress)
+        return _finish(spec, name, paths, merged, input_stats, started, progress)
 
 
 def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k: int,
@@ -166,7 +172,7 @@ def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k:
         raise BuildError(f"--partition {k}: expected 0 <= K < spec.parallelism ({n})")
     check_secrets(spec, output=False)
     with Progress(2 + len(spec.catalogs), tty) as progress:
-        inputs = load_inputs(spec, paths.base_dir, progress.step)
+        inputs = load_inputs(spec, paths.base_dir, progress.step, progress.warn)
         part = match_partition(inputs, k, n)
         target = paths.parts_dir / part_file_name(k, n)
         write_frame(part, target, "parquet")
@@ -178,6 +184,12 @@ def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k:
                "output": str(target)}
     write_termination_message(json.dumps(summary, separators=(",", ":")))
     return summary
+
+
+def _read_part(path: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).read()
 
 
 def build_merge(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, tty: bool | None = None) -> dict:
@@ -197,8 +209,8 @@ def build_merge(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, tty: b
         if meta.get("spec_digest") != digest:
             raise BuildError(f"{target}: partition {k} was computed from a different manifest; rerun the partitions")
         metas.append(meta)
-        parts.append(pd.read_parquet(target))
-    total = 3 + (spec.output.postgres is not None) + 1
+        parts.append(_read_part(target))
+    total = 3 + (spec.output.postgres is not None) + 1 + spec.output.report
     with Progress(total, tty) as progress:
         progress.step(f"read {n} partition(s) from {paths.parts_dir}")
         merged = merge_parts(parts, spec)

@@ -1,4 +1,4 @@
-"""Reading a table (file or PostgreSQL query) into a pandas DataFrame, with clear errors.
+"""Reading a table (file or PostgreSQL query) into an Arrow table, with clear errors.
 
 Files: CSV, TSV, whitespace tables with `#` header lines, Parquet, FITS and VOTable; gzip, bz2
 and xz compression are recognised by their magic bytes, so a gzip file named `.dat` reads fine.
@@ -14,11 +14,12 @@ import os
 import re
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 
 from step_runtime.spec.common import SecretKeyRef
 from step_runtime.spec.trainingset import PostgresQuery, TableSpec
 from step_runtime.trainingset.errors import BuildError, BuildFailure
+from step_runtime.trainingset.text_tables import frame_to_arrow, read_text
 
 _COMPRESSIONS = ((b"\x1f\x8b", "gzip", gzip.decompress),
                  (b"BZh", "bz2", bz2.decompress),
@@ -51,37 +52,48 @@ def secret_value(ref: SecretKeyRef) -> str:
     return value
 
 
-def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str]) -> tuple[pd.DataFrame, str]:
+def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str]) -> tuple[pa.Table, str]:
     """Read the table `spec` describes, keeping the `needed` columns (column -> spec field, for errors).
 
-    Returns the frame (rows in file order, index 0..n-1) and a description of its origin
-    (the file path, or "query <dsn secret>") for messages.
+    Returns an Arrow table (rows in file order, only the needed columns, dictionary columns
+    decoded) and a description of its origin (the file path, or "query <dsn secret>") for messages.
     """
     if spec.query is not None:
         origin = f"PostgreSQL query (secret {spec.query.dsn.name}/{spec.query.dsn.key})"
-        frame = _read_query(spec.query, origin)
+        table = _read_query(spec.query, origin)
+        columns = table.column_names
     else:
         path = resolve_path(spec.path or "", base_dir)
         origin = str(path)
-        frame, columns = _read_file(path, spec.format, spec.column_names, set(needed))
-    missing = [(col, field) for col, field in needed.items() if col not in frame.columns]
+        table, columns = _read_file(path, spec.format, spec.column_names, set(needed))
+    missing = [(col, field) for col, field in needed.items() if col not in table.column_names]
     if missing:
         col, field = missing[0]
-        shown = ", ".join(repr(c) for c in list(columns if spec.query is None else frame.columns)[:40])
+        shown = ", ".join(repr(c) for c in list(columns)[:40])
         raise BuildError(f"{origin}: no column {col!r} (from spec.{field}); columns are: {shown}")
-    return frame[list(dict.fromkeys(needed))].reset_index(drop=True), origin
+    table = table.select(list(dict.fromkeys(needed)))
+    for i, column in enumerate(table.columns):
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(i, table.field(i).name, column.cast(column.type.value_type))
+    return table, origin
 
 
-def load_bytes(path: Path) -> bytes:
-    """File contents, decompressed when they start with gzip, bz2 or xz magic bytes."""
+def _read_bytes(path: Path, size: int = -1) -> bytes:
+    """The file's first `size` bytes (all by default), with errors a user can act on."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read(size)
     except FileNotFoundError:
         raise BuildError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise BuildError(f"{path}: is a directory, expected a table file") from None
     except PermissionError:
         raise BuildError(f"{path}: permission denied") from None
+
+
+def load_bytes(path: Path) -> bytes:
+    """File contents, decompressed when they start with gzip, bz2 or xz magic bytes."""
+    raw = _read_bytes(path)
     for magic, name, decompress in _COMPRESSIONS:
         if raw.startswith(magic):
             try:
@@ -116,99 +128,43 @@ def detect_format(name: str, data: bytes) -> str:
 
 
 def _read_file(path: Path, fmt: str, column_names: list[str] | None, wanted: set[str]
-               ) -> tuple[pd.DataFrame, list[str]]:
+               ) -> tuple[pa.Table, list[str]]:
     """The wanted columns that exist (only those are parsed where the format allows) and all column names."""
-    data = load_bytes(path)
+    plain_parquet = _read_bytes(path, 4) == b"PAR1"
+    # An uncompressed Parquet file is read in place: only the wanted columns' pages.
+    data = path if plain_parquet else load_bytes(path)
     if fmt == "auto":
-        fmt = detect_format(path.name, data)
+        fmt = "parquet" if plain_parquet else detect_format(path.name, data)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            names = pq.read_schema(io.BytesIO(data)).names
-            keep = [c for c in names if c in wanted]
-            return pq.read_table(io.BytesIO(data), columns=keep).to_pandas(), names
+            # ParquetFile, not read_table: the same read without importing pyarrow.dataset.
+            parquet = pq.ParquetFile(data if isinstance(data, Path) else io.BytesIO(data))
+            names = parquet.schema_arrow.names
+            return parquet.read(columns=[c for c in names if c in wanted]), names
+        if isinstance(data, Path):
+            data = load_bytes(path)
         if fmt in ("fits", "votable"):
-            frame = _read_astropy(data, fmt)
-            return frame, list(frame.columns)
-        return _read_text(data, fmt, column_names, path, wanted)
+            table = _read_astropy(data, fmt)
+            return table, table.column_names
+        return read_text(data, fmt, column_names, path, wanted)
     except BuildError:
         raise
     except Exception as exc:  # every parser has its own exception types; name the file and format
         raise BuildError(f"{path}: cannot read as {fmt}: {exc}") from None
 
 
-def _read_astropy(data: bytes, fmt: str) -> pd.DataFrame:
+def _read_astropy(data: bytes, fmt: str) -> pa.Table:
     from astropy.table import Table
 
     table = Table.read(io.BytesIO(data), format=fmt)
-    # Multidimensional columns (spectra, light curves) cannot become pandas columns; skip them.
+    # Multidimensional columns (spectra, light curves) cannot become table columns; skip them.
     flat = [name for name in table.colnames if len(table[name].shape) <= 1]
-    return table[flat].to_pandas()
+    return frame_to_arrow(table[flat].to_pandas())
 
 
-def _leading_comments(lines: list[str]) -> int:
-    n = 0
-    for line in lines:
-        if line.strip() and not line.lstrip().startswith("#"):
-            break
-        n += 1
-    return n
-
-
-def _looks_numeric(token: str) -> bool:
-    try:
-        float(token)
-        return True
-    except ValueError:
-        return False
-
-
-def _read_text(data: bytes, fmt: str, column_names: list[str] | None, path: Path, wanted: set[str]
-               ) -> tuple[pd.DataFrame, list[str]]:
-    text_head = data[:1 << 20].decode("utf-8", "replace").splitlines()
-    skip = _leading_comments(text_head)
-    if skip >= len(text_head) and len(data) <= 1 << 20:
-        raise BuildError(f"{path}: no data rows (only comments or blank lines)")
-    sep = {"csv": ",", "tsv": "\t", "whitespace": r"\s+"}[fmt]
-    if fmt != "whitespace":
-        names = column_names
-        header = None if column_names else 0
-    else:
-        first = text_head[skip].split()
-        names = column_names or _whitespace_header(text_head[:skip], first)
-        header = None
-        if names is None:
-            if not any(_looks_numeric(t) for t in first):
-                header = 0  # a plain header line without '#'
-            else:
-                raise BuildError(
-                    f"{path}: whitespace table with no header line naming its {len(first)} columns: "
-                    f"set columnNames in the spec"
-                )
-    options = dict(sep=sep, skiprows=skip, header=header, names=names, skip_blank_lines=True)
-    if names is not None and fmt == "whitespace" and len(names) != len(text_head[skip].split()):
-        raise BuildError(f"{path}: {len(names)} column names for rows of {len(text_head[skip].split())} values "
-                         f"(columnNames or the '#' header line)")
-    probe = pd.read_csv(io.BytesIO(data), nrows=1, **options)
-    if not isinstance(probe.index, pd.RangeIndex):
-        # pandas would silently turn the extra leading values into an index.
-        raise BuildError(f"{path}: rows have more values than there are column names; check columnNames")
-    # Parse only the columns the build needs: catalog files can hold huge array cells.
-    frame = pd.read_csv(io.BytesIO(data), usecols=lambda c: str(c) in wanted, low_memory=False, **options)
-    return frame, [str(c) for c in probe.columns]
-
-
-def _whitespace_header(comments: list[str], first_row: list[str]) -> list[str] | None:
-    """The last `#` line whose words are as many as the first data row's: the column names."""
-    for line in reversed(comments):
-        words = line.strip().lstrip("#").split()
-        if len(words) == len(first_row) and not all(_looks_numeric(w) for w in words):
-            return words
-    return None
-
-
-def _read_query(query: PostgresQuery, origin: str) -> pd.DataFrame:
+def _read_query(query: PostgresQuery, origin: str) -> pa.Table:
     import psycopg2
 
     dsn = secret_value(query.dsn)
@@ -231,4 +187,16 @@ def _read_query(query: PostgresQuery, origin: str) -> pd.DataFrame:
             rows = cur.fetchall()
     finally:
         conn.close()
-    return pd.DataFrame.from_records(rows, columns=columns)
+    return pa.table({name: _column_of(rows, i) for i, name in enumerate(columns)})
+
+
+def _column_of(rows: list[tuple], i: int) -> pa.Array:
+    """Column i of query rows as an Arrow array (numeric(...) as float64, odd values as text)."""
+    values = [row[i] for row in rows]
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    if pa.types.is_decimal(array.type):
+        array = array.cast(pa.float64())
+    return array

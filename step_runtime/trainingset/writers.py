@@ -9,16 +9,13 @@ import io
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
-import pandas as pd
+import pyarrow as pa
 
 from step_runtime.file_outputs import NamedPath, StagedFile, absolute, describe_os_error, path_problems
 from step_runtime.spec.trainingset import PostgresOutput, TrainingSetBuildSpec
 from step_runtime.trainingset.errors import BuildError, BuildFailure
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 
 @contextmanager
@@ -76,25 +73,26 @@ def output_format(path: Path, fmt: str) -> str:
     return "csv" if path.name.lower().endswith(".csv") else "parquet"
 
 
-def write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+def write_frame(frame: pa.Table, path: Path, fmt: str) -> None:
     """Write `frame` as Parquet or CSV at `path`, atomically."""
     with atomic_path(path) as tmp:
         if fmt == "csv":
-            frame.to_csv(tmp, index=False)
+            import pyarrow.csv as pcsv
+
+            pcsv.write_csv(frame, tmp)
         else:
             import pyarrow.parquet as pq
 
-            pq.write_table(_one_string_type(frame), tmp)
+            # Dictionary pages only where values repeat (labels, catalog names): on ids and
+            # positions they cost twice the write time and save nothing.
+            repeated = [name for name in frame.column_names
+                        if name in ("label", "label_catalog", "candidates") or name.endswith("_label")]
+            pq.write_table(_one_string_type(frame), tmp, use_dictionary=repeated)
 
 
-def _one_string_type(frame: pd.DataFrame) -> pa.Table:
-    """`frame` as an Arrow table whose text columns are all `string`: pandas holds text as object
-    or as its str dtype depending on where a column came from (a partition read back from Parquet
-    has str, which Arrow makes large_string), and a partitioned build must write the same schema
-    as a build in one process."""
-    import pyarrow as pa
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+def _one_string_type(table: pa.Table) -> pa.Table:
+    """`table` with every text column `string`: a partition read back from Parquet may hold
+    large_string, and a partitioned build must write the same schema as a build in one process."""
     fields = [f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in table.schema]
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
@@ -105,26 +103,27 @@ def write_json(data: object, path: Path) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _pg_type(series: pd.Series) -> str:
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype):
+def _pg_type(kind: pa.DataType) -> str:
+    if pa.types.is_boolean(kind):
         return "boolean"
-    if pd.api.types.is_integer_dtype(dtype):
+    if pa.types.is_integer(kind):
         return "bigint"
-    if pd.api.types.is_float_dtype(dtype):
+    if pa.types.is_floating(kind):
         return "double precision"
     return "text"
 
 
-def _csv_for_copy(frame: pd.DataFrame) -> io.StringIO:
-    """The frame as CSV for COPY: missing values as unquoted empty fields (NULL), floats round-trip."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False, na_rep="")
+def _csv_for_copy(frame: pa.Table) -> io.BytesIO:
+    """The table as CSV for COPY: missing values as unquoted empty fields (NULL), floats round-trip."""
+    import pyarrow.csv as pcsv
+
+    buffer = io.BytesIO()
+    pcsv.write_csv(frame, buffer, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
     buffer.seek(0)
     return buffer
 
 
-def upsert_postgres(frame: pd.DataFrame, target: PostgresOutput, dsn: str, key: str = "id") -> int:
+def upsert_postgres(frame: pa.Table, target: PostgresOutput, dsn: str, key: str = "id") -> int:
     """Create the table if missing and upsert `frame` on `key`, in one transaction.
 
     Identifiers are validated by the spec and quoted with psycopg2.sql, never formatted in.
@@ -147,27 +146,27 @@ def upsert_postgres(frame: pd.DataFrame, target: PostgresOutput, dsn: str, key: 
             existing = {r[0] for r in cur.fetchall()}
             if not existing:
                 cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(target.schema_name)))
-                defs = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_pg_type(frame[c])))
-                        for c in frame.columns]
+                defs = [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(_pg_type(f.type)))
+                        for f in frame.schema]
                 defs.append(sql.SQL("PRIMARY KEY ({})").format(sql.Identifier(key)))
                 cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, sql.SQL(", ").join(defs)))
             else:
-                missing = [c for c in frame.columns if c not in existing]
+                missing = [c for c in frame.column_names if c not in existing]
                 if missing:
                     raise BuildError(f"{where}: exists without column(s) {missing}; drop the table or "
                                      f"write to a new one (spec.output.postgres.table)")
             # COPY into a temporary table, then one INSERT ... ON CONFLICT: fast, and no per-row Python.
             cur.execute(sql.SQL("CREATE TEMPORARY TABLE alertops_upsert (LIKE {} INCLUDING DEFAULTS) "
                                 "ON COMMIT DROP").format(table))
-            cols = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
+            cols = sql.SQL(", ").join(sql.Identifier(c) for c in frame.column_names)
             cur.copy_expert(sql.SQL("COPY alertops_upsert ({}) FROM STDIN WITH (FORMAT csv)").format(cols)
                             .as_string(cur), _csv_for_copy(frame))
             updates = sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in frame.columns if c != key)
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in frame.column_names if c != key)
             cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM alertops_upsert ON CONFLICT ({}) "
                                 "DO UPDATE SET {}").format(table, cols, cols, sql.Identifier(key), updates))
     except psycopg2.Error as exc:
         raise BuildFailure(f"{where}: write failed: {str(exc).strip()}") from None
     finally:
         conn.close()
-    return len(frame)
+    return frame.num_rows

@@ -23,7 +23,8 @@ SECRET_ENV = "ALERTOPS_SECRET_TRAINING_DB_DSN"
 def schema(postgres_dsn: str):
     """A fresh schema holding the Stripe-82 RR Lyrae (Sesar+2010 table 3) as a table; dropped afterwards."""
     name = f"ts_{uuid.uuid4().hex[:10]}"
-    rrl, _ = read_table(TableSpec(path=str(DATA / "table3.dat.gz")), DATA, {"id": "a", "ra": "b", "dec": "c", "d": "e"})
+    rrl = read_table(TableSpec(path=str(DATA / "table3.dat.gz")), DATA, {"id": "a", "ra": "b", "dec": "c", "d": "e"})[0]
+    rrl = rrl.to_pandas()
     conn = psycopg2.connect(postgres_dsn, connect_timeout=10)
     try:
         with conn, conn.cursor() as cur:
@@ -148,7 +149,10 @@ def test_upsert_round_trips_awkward_values(postgres_dsn, schema):
         "sep": [0.5, float("nan"), 1.25],
     })
     target = PostgresOutput.model_validate({"dsn": {"name": "x", "key": "y"}, "schema": schema, "table": "awkward"})
-    assert upsert_postgres(frame, target, postgres_dsn) == 3
+    import pyarrow as pa
+
+    # The builder hands Arrow tables to the writer (NaN becomes null, as in its outputs).
+    assert upsert_postgres(pa.Table.from_pandas(frame, preserve_index=False), target, postgres_dsn) == 3
     stored = _table(postgres_dsn, schema, "awkward").set_index("id").loc[["a", "b,c", 'd"e']]
     assert stored["ra"].tolist() == [0.1, 359.999999999999, 1e-12]  # floats round-trip exactly
     assert stored["label"].tolist()[0::2] == ["RR Lyr, ab", "δ Sct\nline two"]

@@ -15,12 +15,12 @@ from step_runtime.trainingset.writers import atomic_path
 SOURCE = "oid,ra,dec\na,10,10\nb,20,-20\n"
 
 
-def _build(tmp_path: Path, output: str, *extra: str):
+def _build(tmp_path: Path, output: str, *extra: str, report: bool = False):
     (tmp_path / "src.csv").write_text(SOURCE)
     (tmp_path / "cat.csv").write_text("ra,dec,cls\n10,10,RRL\n20.0001,-20,EW\n")
     spec = {"source": {"path": "src.csv", "idColumn": "oid"},
             "catalogs": [{"name": "cat", "path": "cat.csv", "labelColumn": "cls", "radiusArcsec": 2.0}],
-            "output": {"path": output}}
+            "output": {"path": output, **({"report": True} if report else {})}}
     manifest = tmp_path / "ts.yaml"
     manifest.write_text(yaml.safe_dump({"apiVersion": "alertops.io/v1alpha1", "kind": "TrainingSetBuild",
                                         "metadata": {"name": "t"}, "spec": spec}))
@@ -76,6 +76,6 @@ def test_a_write_that_fails_is_one_line_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
-    assert _build(tmp_path, "out/ts.csv").returncode == 0
+    assert _build(tmp_path, "out/ts.csv", report=True).returncode == 0
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()}
     assert modes == {"ts.csv": 0o644, "ts.csv.summary.json": 0o644, "ts.csv.report.png": 0o644}

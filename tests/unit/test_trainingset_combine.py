@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import pytest
 
 from step_runtime.spec.common import SpecError, parse_spec
@@ -14,14 +14,14 @@ from step_runtime.trainingset.combine import combine_labels, trust_order
 from step_runtime.trainingset.labels import labels_as_text, map_labels
 
 
-def _frame(**labels: list) -> pd.DataFrame:
+def _frame(**labels: list) -> pa.Table:
     n = len(next(iter(labels.values())))
     data: dict[str, object] = {"_row": np.arange(n)}
     for name, values in labels.items():
-        data[f"{name}_label"] = pd.Series(values, dtype=object)
-        data[f"{name}_id"] = pd.Series([None if v is None else f"{name}{i}" for i, v in enumerate(values)], dtype=object)
+        data[f"{name}_label"] = pa.array(values, pa.string())
+        data[f"{name}_id"] = pa.array([None if v is None else f"{name}{i}" for i, v in enumerate(values)], pa.string())
         data[f"{name}_sep_arcsec"] = [np.nan if v is None else 0.1 * (i + 1) for i, v in enumerate(values)]
-    return pd.DataFrame(data)
+    return pa.table(data)
 
 
 # Rows: agree / conflict / only b / nothing.
@@ -35,41 +35,41 @@ def test_trust_order_is_priority_then_list_order():
 def test_priority_policy_takes_the_most_trusted_and_flags_conflicts():
     out = combine_labels(_frame(**LABELS), ["a", "b"], "priority", keep_unlabeled=False)
     f = out.frame
-    assert f["label"].tolist() == ["RRL", "RRL", "EW"]
-    assert f["label_catalog"].tolist() == ["a", "a", "b"]
-    assert f["label_catalog_id"].tolist() == ["a0", "a1", "b2"]
-    assert f["conflict"].tolist() == [False, True, False]
-    assert f["n_catalogs"].tolist() == [2, 2, 1]
-    assert f["candidates"].tolist() == ["a:RRL;b:RRL", "a:RRL;b:EW", "b:EW"]
+    assert f["label"].to_pylist() == ["RRL", "RRL", "EW"]
+    assert f["label_catalog"].to_pylist() == ["a", "a", "b"]
+    assert f["label_catalog_id"].to_pylist() == ["a0", "a1", "b2"]
+    assert f["conflict"].to_pylist() == [False, True, False]
+    assert f["n_catalogs"].to_pylist() == [2, 2, 1]
+    assert f["candidates"].to_pylist() == ["a:RRL;b:RRL", "a:RRL;b:EW", "b:EW"]
     assert out.conflicts == 1 and out.conflicts_by_catalog == {"a": 0, "b": 1}
     assert out.unlabeled == 1
 
 
 def test_priority_order_reversed():
     out = combine_labels(_frame(**LABELS), ["b", "a"], "priority", keep_unlabeled=False)
-    assert out.frame["label"].tolist() == ["RRL", "EW", "EW"]
+    assert out.frame["label"].to_pylist() == ["RRL", "EW", "EW"]
     assert out.conflicts_by_catalog == {"b": 0, "a": 1}
 
 
 def test_agree_policy_keeps_conflicts_unlabeled_for_review():
     out = combine_labels(_frame(**LABELS), ["a", "b"], "agree", keep_unlabeled=False)
     f = out.frame
-    assert f["label"].tolist() == ["RRL", None, "EW"]
-    assert f["label_catalog"].tolist() == ["a", None, "b"]
-    assert f["conflict"].tolist() == [False, True, False]
-    assert np.isnan(f["separation_arcsec"][1])
+    assert f["label"].to_pylist() == ["RRL", None, "EW"]
+    assert f["label_catalog"].to_pylist() == ["a", None, "b"]
+    assert f["conflict"].to_pylist() == [False, True, False]
+    assert f["separation_arcsec"][1].as_py() is None
 
 
 def test_drop_policy_removes_conflicts():
     out = combine_labels(_frame(**LABELS), ["a", "b"], "drop", keep_unlabeled=False)
-    assert out.frame["label"].tolist() == ["RRL", "EW"]
+    assert out.frame["label"].to_pylist() == ["RRL", "EW"]
     assert out.dropped_conflicts == 1
 
 
 def test_keep_unlabeled_writes_unmatched_rows():
     out = combine_labels(_frame(**LABELS), ["a", "b"], "priority", keep_unlabeled=True)
-    assert len(out.frame) == 4 and out.frame["label"].iloc[3] is None
-    assert pd.isna(out.frame["candidates"].iloc[3])
+    assert len(out.frame) == 4 and out.frame["label"][3].as_py() is None
+    assert out.frame["candidates"][3].as_py() is None
 
 
 def test_unknown_policy():
@@ -78,20 +78,22 @@ def test_unknown_policy():
 
 
 def test_labels_as_text():
-    assert labels_as_text(pd.Series([1.0, 2.0, np.nan, 2.5])).tolist() == ["1", "2", None, "2.5"]
-    assert labels_as_text(pd.Series([" rr_lyr ", "", None])).tolist() == ["rr_lyr", None, None]
-    assert labels_as_text(pd.Series([1, 6])).tolist() == ["1", "6"]
+    assert labels_as_text(pa.array([1.0, 2.0, None, 2.5])).to_pylist() == ["1", "2", None, "2.5"]
+    assert labels_as_text(pa.array([1.0, np.nan], from_pandas=False)).to_pylist() == ["1", None]
+    assert labels_as_text(pa.array([" rr_lyr ", "", None])).to_pylist() == ["rr_lyr", None, None]
+    assert labels_as_text(pa.array([1, 6])).to_pylist() == ["1", "6"]
+    assert labels_as_text(pa.array([True, False])).to_pylist() == ["True", "False"]
 
 
 def test_map_labels_drop_and_keep():
-    labels = pd.Series(["RRab", "RRc", "EW", None], dtype=object)
+    labels = pa.array(["RRab", "RRc", "EW", None])
     dropped = map_labels(labels, {"RRab": "RRL", "RRc": "RRL"}, "drop", "cat")
-    assert dropped.labels.tolist() == ["RRL", "RRL", None, None]
+    assert dropped.labels.to_pylist() == ["RRL", "RRL", None, None]
     assert dropped.unmapped == 1 and dropped.unlabeled == 1 and dropped.unmapped_values == ["EW"]
     kept = map_labels(labels, {"RRab": "RRL", "RRc": "RRL"}, "keep", "cat")
-    assert kept.labels.tolist() == ["RRL", "RRL", "EW", None]
+    assert kept.labels.to_pylist() == ["RRL", "RRL", "EW", None]
     same = map_labels(labels, {}, "drop", "cat")
-    assert same.labels.tolist() == ["RRab", "RRc", "EW", None]
+    assert same.labels.to_pylist() == ["RRab", "RRc", "EW", None]
 
 
 def test_label_map_keys_from_yaml_integers_are_text():
@@ -126,7 +128,7 @@ def test_spec_refuses_repeated_catalog_names_and_bad_parallelism():
         parse_spec(TrainingSetBuildSpec, {**base, "catalogs": [cat], "parallelism": 0}, "t.yaml")
 
 
-def _build(tmp_path: Path, combine: dict, catalogs_csv: dict[str, str], source_csv: str) -> pd.DataFrame:
+def _build(tmp_path: Path, combine: dict, catalogs_csv: dict[str, str], source_csv: str):
     (tmp_path / "src.csv").write_text(source_csv)
     catalogs = []
     for i, (name, text) in enumerate(catalogs_csv.items()):
@@ -146,11 +148,11 @@ def test_one_to_one_gives_a_catalog_row_to_its_nearest_source_only(tmp_path):
     source = f"oid,ra,dec\nnear,{10 + 0.5 * arcsec},0\nfar,{10 - 1.0 * arcsec},0\n"
     catalog = "cid,ra,dec,cls\nk1,10,0,RRL\n"
     best = _build(tmp_path, {"matching": "best-per-source"}, {"cat": catalog}, source)
-    assert best.frame["id"].tolist() == ["near", "far"]
+    assert best.frame["id"].to_pylist() == ["near", "far"]
     one = _build(tmp_path, {"matching": "one-to-one", "keepUnlabeled": True}, {"cat": catalog}, source)
-    assert one.frame["label"].tolist() == ["RRL", None]
+    assert one.frame["label"].to_pylist() == ["RRL", None]
     assert one.stats["catalogs"]["cat"]["lost_one_to_one"] == 1
-    assert pd.isna(one.frame["cat_id"].iloc[1])
+    assert one.frame["cat_id"][1].as_py() is None
 
 
 def test_end_to_end_labels_on_a_small_sky(tmp_path):
@@ -163,7 +165,7 @@ def test_end_to_end_labels_on_a_small_sky(tmp_path):
     first = f"cid,ra,dec,cls\nA1,100,{20 + 0.3 * arcsec},rr_lyr\nA2,200,-30,rr_lyr\n"
     second = f"cid,ra,dec,cls\nB1,100,20,RRab\nB2,200,{-30 + 1 * arcsec},EW\nB3,300,60,EW\nB4,300,{60 - 5 * arcsec},RRab\n"
     merged = _build(tmp_path, {"policy": "priority"}, {"first": first, "second": second}, source)
-    f = merged.frame.set_index("id")
+    f = merged.frame.to_pandas().set_index("id")
     assert list(f.index) == ["s1", "s2", "s3"]
     assert f.loc["s1", "candidates"] == "first:rr_lyr;second:RRab"  # no label map: a conflict
     assert f["conflict"].tolist() == [True, True, False]

@@ -51,7 +51,7 @@ def _astropy_sources_matched(src: tuple, cat: tuple, radius_arcsec: float) -> in
 
 def _positions(path: Path, ra: str, dec: str) -> tuple:
     frame, _ = read_table(TableSpec(path=str(path)), path.parent, {ra: "ra", dec: "dec"})
-    return frame[ra].to_numpy(float), frame[dec].to_numpy(float)
+    return np.asarray(frame[ra], float), np.asarray(frame[dec], float)
 
 
 @pytest.fixture(scope="module")

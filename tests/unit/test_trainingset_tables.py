@@ -12,7 +12,7 @@ import pytest
 
 from step_runtime.spec.trainingset import CatalogSpec, SourceSpec, TableSpec
 from step_runtime.trainingset.errors import BuildError
-from step_runtime.trainingset.inputs import load_catalog, load_source
+from step_runtime.trainingset.inputs import LABEL_NONE, LABEL_OK, LABEL_UNMAPPED, load_catalog, load_source
 from step_runtime.trainingset.tables import detect_format, read_table
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "trainingset"
@@ -40,6 +40,11 @@ def _write(tmp_path: Path, name: str, frame: pd.DataFrame, fmt: str) -> Path:
     return path
 
 
+def _read(spec: TableSpec, base: Path, needed: dict[str, str]) -> tuple[pd.DataFrame, str]:
+    table, origin = read_table(spec, base, needed)
+    return table.to_pandas(), origin
+
+
 NEEDED = {"oid": "source.idColumn", "ra": "source.raColumn", "dec": "source.decColumn", "cls": "x.labelColumn"}
 
 
@@ -49,7 +54,7 @@ NEEDED = {"oid": "source.idColumn", "ra": "source.raColumn", "dec": "source.decC
 ])
 def test_every_format_reads_the_same_table(tmp_path, fmt, name):
     path = _write(tmp_path, name, ROWS, fmt)
-    frame, origin = read_table(TableSpec(path=str(path)), tmp_path, NEEDED)
+    frame, origin = _read(TableSpec(path=str(path)), tmp_path, NEEDED)
     assert origin == str(path)
     assert frame["oid"].astype(str).tolist() == ["a", "b", "c"]
     np.testing.assert_allclose(frame["ra"].to_numpy(float), ROWS["ra"])
@@ -61,7 +66,7 @@ def test_compression_is_found_by_magic_bytes_not_name(tmp_path, compress):
     plain = _write(tmp_path, "plain.csv", ROWS, "csv")
     hidden = tmp_path / "catalog.dat"  # no .gz / .bz2 in the name
     hidden.write_bytes(compress(plain.read_bytes()))
-    frame, _ = read_table(TableSpec(path=str(hidden)), tmp_path, NEEDED)
+    frame, _ = _read(TableSpec(path=str(hidden)), tmp_path, NEEDED)
     assert len(frame) == 3 and frame["cls"].tolist() == ["RRab", "EW", "RRc"]
 
 
@@ -75,21 +80,21 @@ def test_detect_format_sniffs_content():
 
 
 def test_real_whitespace_table_with_hash_header_and_gzip():
-    frame, _ = read_table(TableSpec(path="LINEARattributesFinalApr2013.dat.gz"), DATA,
+    frame, _ = _read(TableSpec(path="LINEARattributesFinalApr2013.dat.gz"), DATA,
                           {"ra": "a", "dec": "b", "LCtype": "c", "LINEARobjectID": "d"})
     assert len(frame) == 6146  # the file's own comment says "A clean sample of 6146 LINEAR variables"
     assert set(frame["LCtype"].unique()) == {1, 2, 4, 5, 6}
 
 
 def test_real_csv_with_multiline_array_cells_and_bz2():
-    frame, _ = read_table(TableSpec(path="R.csv.bz2"), DATA,
+    frame, _ = _read(TableSpec(path="R.csv.bz2"), DATA,
                           {"vsx_oid": "a", "RAJ2000": "b", "DEJ2000": "c", "Type": "d"})
     assert len(frame) == 60
     assert frame["Type"].value_counts().to_dict() == {"R": 59, "EA/HW": 1}
 
 
 def test_real_double_hash_header():
-    frame, _ = read_table(TableSpec(path="allLINEARfinal_targets.dat.gz"), DATA,
+    frame, _ = _read(TableSpec(path="allLINEARfinal_targets.dat.gz"), DATA,
                           {"objectID": "a", "raSDSS": "b", "decSDSS": "c"})
     assert len(frame) == 7010
 
@@ -97,7 +102,7 @@ def test_real_double_hash_header():
 def test_column_names_for_a_headerless_file(tmp_path):
     path = tmp_path / "noheader.txt"
     path.write_text("1 10.0 20.0\n2 11.0 21.0\n")
-    frame, _ = read_table(TableSpec(path=str(path), column_names=["id", "ra", "dec"]), tmp_path,
+    frame, _ = _read(TableSpec(path=str(path), column_names=["id", "ra", "dec"]), tmp_path,
                           {"id": "a", "ra": "b", "dec": "c"})
     assert frame["id"].tolist() == [1, 2]
 
@@ -129,13 +134,13 @@ def test_sexagesimal_and_radians(tmp_path):
     path = tmp_path / "sex.csv"
     frame.to_csv(path, index=False)
     src = load_source(SourceSpec(path=str(path), coord_units="sexagesimal"), tmp_path, "fail")
-    np.testing.assert_allclose(src.frame["ra"], [10.684583333, 359.999583333], atol=1e-8)
-    np.testing.assert_allclose(src.frame["dec"], [41.269166667, -0.5], atol=1e-8)
+    np.testing.assert_allclose(src.frame["ra"].to_numpy(), [10.684583333, 359.999583333], atol=1e-8)
+    np.testing.assert_allclose(src.frame["dec"].to_numpy(), [41.269166667, -0.5], atol=1e-8)
     rad = tmp_path / "rad.csv"
     pd.DataFrame({"ra": [np.pi, -0.1], "dec": [np.pi / 4, 0.0]}).to_csv(rad, index=False)
     src = load_source(SourceSpec(path=str(rad), coord_units="rad"), tmp_path, "fail")
-    np.testing.assert_allclose(src.frame["ra"], [180.0, 360.0 - np.degrees(0.1)])
-    np.testing.assert_allclose(src.frame["dec"], [45.0, 0.0])
+    np.testing.assert_allclose(src.frame["ra"].to_numpy(), [180.0, 360.0 - np.degrees(0.1)])
+    np.testing.assert_allclose(src.frame["dec"].to_numpy(), [45.0, 0.0])
 
 
 BAD = [
@@ -162,7 +167,7 @@ def test_bad_coordinates_are_skipped_and_counted(tmp_path, text, _):
     path.write_text(text)
     src = load_source(SourceSpec(path=str(path)), tmp_path, "skip-and-count")
     assert src.rows_read == 2 and src.bad_rows == 1
-    assert src.frame["_row"].tolist() == [0]
+    assert src.frame["_row"].to_pylist() == [0]
 
 
 def test_bad_sexagesimal_is_named(tmp_path):
@@ -178,7 +183,7 @@ def test_duplicate_source_ids(tmp_path):
     with pytest.raises(BuildError, match=r"column 'oid' data row 3: id 'x' repeats an earlier row"):
         load_source(SourceSpec(path=str(path), id_column="oid"), tmp_path, "fail")
     src = load_source(SourceSpec(path=str(path), id_column="oid"), tmp_path, "skip-and-count")
-    assert src.frame["id"].tolist() == ["x", "y"] and src.bad_rows == 1
+    assert src.frame["id"].to_pylist() == ["x", "y"] and src.bad_rows == 1
 
 
 def test_empty_catalog(tmp_path):
@@ -206,6 +211,10 @@ def test_catalog_with_no_usable_rows(tmp_path):
         load_catalog(spec, 0, tmp_path, "fail")
 
 
+def _labels(catalog) -> list:
+    return catalog.extra["label"].to_pylist()
+
+
 def test_numeric_labels_map_by_integer_text(tmp_path):
     # LCtype read as float (a blank makes the column float): 1.0 must still match key "1".
     path = tmp_path / "lin.csv"
@@ -213,16 +222,20 @@ def test_numeric_labels_map_by_integer_text(tmp_path):
     spec = CatalogSpec(name="linear", path=str(path), label_column="LCtype",
                        label_map={1: "RRL", 5: "EW"}, radius_arcsec=1)
     cat = load_catalog(spec, 0, tmp_path, "fail")
-    assert cat.extra["label"].tolist() == ["RRL", "EW"]
+    # Every row is kept for matching; rows without a final label carry None and say why.
+    assert _labels(cat) == ["RRL", None, "EW", None]
+    assert cat.label_state.tolist() == [LABEL_OK, LABEL_NONE, LABEL_OK, LABEL_UNMAPPED]
     assert cat.stats["rows_without_label"] == 1 and cat.stats["rows_unmapped"] == 1
     keep = load_catalog(spec.model_copy(update={"unmapped_labels": "keep"}), 0, tmp_path, "fail")
-    assert keep.extra["label"].tolist() == ["RRL", "EW", "6"]
+    assert _labels(keep) == ["RRL", None, "EW", "6"]
+    old = load_catalog(spec.model_copy(update={"label_from": "nearest-labeled"}), 0, tmp_path, "fail")
+    assert _labels(old) == ["RRL", "EW"] and old.stats["rows_used"] == 2
 
 
 def test_gzip_copy_of_real_file_without_gz_name(tmp_path):
     copy = tmp_path / "linear_targets.dat"
     shutil.copy(DATA / "allLINEARfinal_targets.dat.gz", copy)
-    frame, _ = read_table(TableSpec(path=str(copy)), tmp_path, {"objectID": "a"})
+    frame, _ = _read(TableSpec(path=str(copy)), tmp_path, {"objectID": "a"})
     assert len(frame) == 7010
 
 
@@ -239,7 +252,7 @@ def test_column_names_that_do_not_fit_the_rows(tmp_path):
 
 def test_only_needed_columns_are_kept_and_missing_ones_list_the_file_columns(tmp_path):
     path = _write(tmp_path, "t.parquet", ROWS, "parquet")
-    frame, _ = read_table(TableSpec(path=str(path)), tmp_path, {"ra": "a", "dec": "b"})
+    frame, _ = _read(TableSpec(path=str(path)), tmp_path, {"ra": "a", "dec": "b"})
     assert list(frame.columns) == ["ra", "dec"]
     with pytest.raises(BuildError, match=r"no column 'RA' \(from spec.x\); columns are: 'oid', 'ra', 'dec', 'cls'"):
         read_table(TableSpec(path=str(path)), tmp_path, {"RA": "x"})
