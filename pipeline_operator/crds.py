@@ -8,11 +8,12 @@ what the model refuses.
 """
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 from pipeline_operator.crdgen import CelRule, CRDDefinition, PrinterColumn, build_crd
 from pipeline_operator.status import PipelineStepStatus, TrainingSetBuildStatus
-from step_runtime.spec.common import API_GROUP, API_VERSION
+from step_runtime.spec.common import API_GROUP, API_VERSION, SpecModel, one_of_message
 from step_runtime.spec.pipelinestep import KAFKA_TOPIC, PG_IDENTIFIER, PipelineStepSpec
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 
@@ -26,12 +27,29 @@ def exactly_one(path: str, fields: list[str], what: str) -> CelRule:
     times the number of items it may run on, and this form costs a constant.
     """
     checks = " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields)
-    return CelRule(
-        path=path,
-        rule=f"{checks} == 1",
-        message=f"{what} needs exactly one of {', '.join(fields)}",
-        reason="FieldValueInvalid",
-    )
+    return CelRule(path=path, rule=f"{checks} == 1", message=one_of_message(what, fields), reason="FieldValueInvalid")
+
+
+def _nested_models(annotation: Any) -> list[tuple[type[SpecModel], bool]]:
+    """The spec models a field holds: (model, in a list)."""
+    if isinstance(annotation, type) and issubclass(annotation, SpecModel):
+        return [(annotation, False)]
+    found = []
+    for arg in typing.get_args(annotation):
+        many = typing.get_origin(annotation) is list
+        found += [(m, many or inner) for m, inner in _nested_models(arg)]
+    return found
+
+
+def one_of_rules(model: type[SpecModel], path: str = "") -> list[CelRule]:
+    """An exactly_one rule for every one-of group of `model` and the models inside it, at the
+    place of each in the schema: the CEL twin of SpecModel's check, from the same declaration."""
+    rules = [exactly_one(path, model.aliases(group), model.NAME) for group in model.ONE_OF]
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        for sub, many in _nested_models(field.annotation):
+            rules += one_of_rules(sub, f"{path}.{alias}".lstrip(".") + ("[]" if many else ""))
+    return rules
 
 
 def _avro_needs_schema(path: str) -> CelRule:
@@ -62,7 +80,7 @@ def _postgres_connection(path: str) -> list[CelRule]:
 
 
 PIPELINESTEP_RULES: tuple[CelRule, ...] = (
-    exactly_one("source", ["kafka", "files"], "source"),
+    *one_of_rules(PipelineStepSpec),
     _avro_needs_schema("source.kafka"),
     _avro_needs_schema("source.files"),
     *_schema_sources("source.kafka"),
@@ -71,8 +89,6 @@ PIPELINESTEP_RULES: tuple[CelRule, ...] = (
             rule="self.format != 'lsst-avro' || has(self.schemaRegistry) || has(self.schemaDir)",
             message="format lsst-avro on Kafka needs schemaRegistry or schemaDir (Rubin's stream is in the "
                     "Confluent wire format: each message names its schema by id)", reason="FieldValueRequired"),
-    exactly_one("processor", ["model", "crossmatch", "features", "python"], "processor"),
-    exactly_one("sinks[]", ["postgres", "mongodb", "kafka", "file"], "sink"),
     *_postgres_connection("sinks[].postgres"),
     CelRule(path="sinks[].postgres", rule="self.mode != 'rows' || (has(self.key) && size(self.key) > 0)",
             message="postgres mode rows needs key (the natural-key columns of the upsert)",
@@ -81,9 +97,7 @@ PIPELINESTEP_RULES: tuple[CelRule, ...] = (
     CelRule(path="sinks[].kafka", rule="!has(self.schemaId) || self.format == 'avro'",
             message="schemaId frames Avro messages: it needs format avro", field_path=".schemaId",
             reason="FieldValueInvalid"),
-    exactly_one("deadLetter", ["kafka", "postgres", "file"], "deadLetter"),
     *_postgres_connection("deadLetter.postgres"),
-    exactly_one("env[]", ["value", "secretKeyRef"], "env"),
     CelRule(path="retry", rule="self.maxBackoffMs >= self.initialBackoffMs",
             message="maxBackoffMs must be at least initialBackoffMs", field_path=".maxBackoffMs",
             reason="FieldValueInvalid"),
@@ -109,14 +123,7 @@ TRAININGSET_BOUNDS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("catalogs", {"maxItems": 64, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
 )
 
-TRAININGSET_RULES: tuple[CelRule, ...] = (
-    CelRule(path="source", rule="has(self.path) != has(self.query)",
-            message="source needs exactly one of path or query", reason="FieldValueInvalid"),
-    CelRule(path="catalogs[]", rule="has(self.path) != has(self.query)",
-            message="catalog needs exactly one of path or query", reason="FieldValueInvalid"),
-    CelRule(path="catalogs[]", rule="has(self.labelColumn) != has(self.label)",
-            message="catalog needs exactly one of labelColumn or label", reason="FieldValueInvalid"),
-)
+TRAININGSET_RULES: tuple[CelRule, ...] = tuple(one_of_rules(TrainingSetBuildSpec))
 
 _READY = PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status',
                        description="The Ready condition")

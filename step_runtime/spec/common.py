@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "alertops.io"
@@ -26,6 +26,60 @@ class SpecModel(BaseModel):
         extra="forbid",
         frozen=False,
     )
+
+    # Groups of fields of which exactly one must be set, and what messages call the model. Stated
+    # once, here: the check below, `kind()`, the CRD's CEL rules (pipeline_operator.crds) and the
+    # runtime's builder registries all read them.
+    ONE_OF: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    NAME: ClassVar[str] = ""
+
+    def one_of_name(self) -> str:
+        """What the "needs exactly one of" message calls this object."""
+        return self.NAME
+
+    @classmethod
+    def aliases(cls, names: tuple[str, ...]) -> list[str]:
+        """The manifest (camelCase) names of fields."""
+        return [cls.model_fields[n].alias or n for n in names]
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SpecModel":
+        for group in type(self).ONE_OF:
+            chosen = [n for n in group if getattr(self, n) is not None]
+            if len(chosen) != 1:
+                got = ", ".join(type(self).aliases(tuple(chosen))) or "none"
+                raise ValueError(f"{one_of_message(self.one_of_name(), type(self).aliases(group))} (got {got})")
+        return self
+
+    def kind(self) -> str:
+        """The field chosen in the model's (first) one-of group."""
+        for name in type(self).ONE_OF[0]:
+            if getattr(self, name) is not None:
+                return name
+        raise AssertionError(f"validated {type(self).__name__} without a choice")
+
+    def chosen(self) -> Any:
+        """The value of the chosen field."""
+        return getattr(self, self.kind())
+
+
+def one_of_message(what: str, choices: list[str]) -> str:
+    """`<what> needs exactly one of a or b` (or `a, b, c` for more), the words of the model's
+    error and of the CRD's CEL rule alike."""
+    text = " or ".join(choices) if len(choices) == 2 else ", ".join(choices)
+    return f"{what} needs exactly one of {text}".lstrip()
+
+
+class OneOf(SpecModel):
+    """A choice: exactly one of its fields is set (but those in NOT_CHOICES), so that the fields
+    themselves state the choices (a processor, a sink, a source...)."""
+
+    NOT_CHOICES: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.ONE_OF = (tuple(n for n in cls.model_fields if n not in cls.NOT_CHOICES),)
 
 
 class SecretKeyRef(SpecModel):

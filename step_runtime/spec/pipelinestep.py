@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from step_runtime.spec.common import ResourcesSpec, SecretKeyRef, SpecModel, find_secret_refs
+from step_runtime.spec.common import OneOf, ResourcesSpec, SecretKeyRef, SpecModel, find_secret_refs
 
 KIND = "PipelineStep"
 
@@ -25,16 +25,6 @@ PYTHON_FUNCTION = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]
 MessageFormat = Literal["ztf-avro", "lsst-avro", "avro", "json"]
 ALERT_FORMATS = ("ztf-avro", "lsst-avro")
 HTTP_URL = r"^https?://[^\s/$.?#][^\s]*$"
-
-
-def _exactly_one(obj: SpecModel, names: list[str], what: str) -> None:
-    """Raise a ValueError naming the choices unless exactly one of `names` is set on `obj`."""
-    chosen = [n for n in names if getattr(obj, n) is not None]
-    if len(chosen) != 1:
-        fields = type(obj).model_fields
-        aliases = [fields[n].alias or n for n in names]
-        got = ", ".join(fields[n].alias or n for n in chosen) or "none"
-        raise ValueError(f"{what} needs exactly one of {aliases} (got {got})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,16 +120,12 @@ class FileSource(MessageSource):
         return self
 
 
-class SourceSpec(SpecModel):
+class SourceSpec(OneOf):
     """Where messages come from: exactly one of kafka or files."""
 
+    NAME = "source"
     kafka: KafkaSource | None = Field(None, description="Consume a Kafka topic.")
     files: FileSource | None = Field(None, description="Replay files from a folder (local runs, demos).")
-
-    @model_validator(mode="after")
-    def _one(self) -> "SourceSpec":
-        _exactly_one(self, ["kafka", "files"], "source")
-        return self
 
 
 def _check_topic(topic: str, field: str) -> None:
@@ -195,25 +181,14 @@ class PythonProcessor(SpecModel):
     config: dict[str, str] = Field(default_factory=dict, description="Free settings passed to the function.")
 
 
-class ProcessorSpec(SpecModel):
+class ProcessorSpec(OneOf):
     """What a step computes: exactly one of model, crossmatch, features or python."""
 
+    NAME = "processor"
     model: ModelProcessor | None = Field(None, description="Classify with a pinned scikit-learn model.")
     crossmatch: CrossmatchProcessor | None = Field(None, description="Crossmatch against a catalog.")
     features: FeaturesProcessor | None = Field(None, description="Compute light-curve features.")
     python: PythonProcessor | None = Field(None, description="Call a user function per batch.")
-
-    @model_validator(mode="after")
-    def _one(self) -> "ProcessorSpec":
-        _exactly_one(self, ["model", "crossmatch", "features", "python"], "processor")
-        return self
-
-    def kind(self) -> str:
-        """The name of the chosen processor."""
-        for name in ("model", "crossmatch", "features", "python"):
-            if getattr(self, name) is not None:
-                return name
-        raise AssertionError("validated ProcessorSpec without a processor")
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,27 +284,17 @@ class FileSink(SpecModel):
     format: Literal["parquet", "jsonl"] = Field("parquet", description="File format.")
 
 
-class SinkSpec(SpecModel):
+class SinkSpec(OneOf):
     """One destination: exactly one of postgres, mongodb, kafka or file."""
 
+    NAME = "sink"
+    NOT_CHOICES = frozenset({"name"})
     name: str | None = Field(None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
                              description="Name used in logs and metrics (default: its kind and index).")
     postgres: PostgresSink | None = Field(None, description="PostgreSQL upsert.")
     mongodb: MongoSink | None = Field(None, description="MongoDB upsert.")
     kafka: KafkaSink | None = Field(None, description="Kafka producer.")
     file: FileSink | None = Field(None, description="Parquet/JSONL file.")
-
-    @model_validator(mode="after")
-    def _one(self) -> "SinkSpec":
-        _exactly_one(self, ["postgres", "mongodb", "kafka", "file"], "sink")
-        return self
-
-    def kind(self) -> str:
-        """The name of the chosen sink kind."""
-        for name in ("postgres", "mongodb", "kafka", "file"):
-            if getattr(self, name) is not None:
-                return name
-        raise AssertionError("validated SinkSpec without a sink")
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,34 +321,30 @@ class DeadLetterFile(SpecModel):
     path: str = Field(min_length=1, description="Output file; relative paths follow --output-dir when given.")
 
 
-class DeadLetterSpec(SpecModel):
+class DeadLetterSpec(OneOf):
     """Where undecodable or invalid messages go: exactly one of kafka, postgres or file."""
 
+    NAME = "deadLetter"
     kafka: DeadLetterKafka | None = Field(None, description="A dead-letter topic.")
     postgres: DeadLetterPostgres | None = Field(None, description="A dead-letter table.")
     file: DeadLetterFile | None = Field(None, description="A dead-letter JSONL file.")
-
-    @model_validator(mode="after")
-    def _one(self) -> "DeadLetterSpec":
-        _exactly_one(self, ["kafka", "postgres", "file"], "deadLetter")
-        return self
 
 
 # --------------------------------------------------------------------------------------------
 # Pod settings and the whole spec
 # --------------------------------------------------------------------------------------------
 
-class EnvVar(SpecModel):
+class EnvVar(OneOf):
     """An environment variable of the runtime container: a value or a Secret key."""
 
+    NAME = "env"
+    NOT_CHOICES = frozenset({"name"})
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Variable name.")
     value: str | None = Field(None, description="Literal value.")
     secret_key_ref: SecretKeyRef | None = Field(None, description="Take the value from a Secret key.")
 
-    @model_validator(mode="after")
-    def _one(self) -> "EnvVar":
-        _exactly_one(self, ["value", "secret_key_ref"], f"env {self.name}")
-        return self
+    def one_of_name(self) -> str:
+        return f"env {self.name}"
 
 
 class AlertFilter(SpecModel):

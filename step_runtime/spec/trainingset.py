@@ -73,19 +73,20 @@ class TableSpec(SpecModel):
     )
     carry: list[str] = Field(default_factory=list, description="Extra columns copied into the output rows.")
 
-    @model_validator(mode="after")
-    def _exactly_one_location(self) -> "TableSpec":
-        if (self.path is None) == (self.query is None):
-            raise ValueError("exactly one of path or query must be set")
-        return self
+    ONE_OF = (("path", "query"),)
 
 
 class SourceSpec(TableSpec):
     """The objects to label (for example ZTF objects with mean positions)."""
 
+    NAME = "source"
+
 
 class CatalogSpec(TableSpec):
     """A labeled catalog crossmatched against the source."""
+
+    NAME = "catalog"
+    ONE_OF = (("path", "query"), ("label_column", "label"))
 
     name: str = Field(pattern=NAME_PATTERN,
                       description="Short name of the catalog (lowercase, digits, _); prefixes its output columns.")
@@ -124,12 +125,6 @@ class CatalogSpec(TableSpec):
         if isinstance(value, dict):
             return {_label_text(k): _label_text(v) for k, v in value.items()}
         return value
-
-    @model_validator(mode="after")
-    def _exactly_one_label(self) -> "CatalogSpec":
-        if (self.label_column is None) == (self.label is None):
-            raise ValueError("exactly one of labelColumn or label must be set")
-        return self
 
 
 class CombineSpec(SpecModel):

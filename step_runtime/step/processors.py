@@ -60,7 +60,7 @@ class FeaturesStep:
 
     reads = features.READS
 
-    def __init__(self, spec: FeaturesProcessor, survey: Survey | None) -> None:
+    def __init__(self, spec: FeaturesProcessor, base_dir: Path, survey: Survey | None) -> None:
         self.survey = _need_survey(survey, "features")
         self.min_detections = spec.min_detections
 
@@ -251,7 +251,7 @@ class PythonStep:
 
     reads = None
 
-    def __init__(self, spec: PythonProcessor, base_dir: Path) -> None:
+    def __init__(self, spec: PythonProcessor, base_dir: Path, survey: Survey | None = None) -> None:
         if spec.path:
             extra = Path(spec.path)
             extra = extra if extra.is_absolute() else base_dir / extra
@@ -280,15 +280,13 @@ class PythonStep:
         return self._call(records), []
 
 
+# A builder for every choice of ProcessorSpec, all called (spec, base_dir, survey): the choices are
+# stated once, by ProcessorSpec's fields (a unit test checks that the two sets are the same).
+PROCESSORS: dict[str, Callable[[Any, Path, Survey | None], Processor]] = {
+    "model": ModelStep, "crossmatch": CrossmatchStep, "features": FeaturesStep, "python": PythonStep}
+
+
 def build_processor(spec: ProcessorSpec, base_dir: Path, survey: Survey | None) -> Processor:
     """The processor the spec chooses, for alerts of `survey` (None: the source carries messages);
     relative paths resolve against the manifest's folder."""
-    if spec.features is not None:
-        return FeaturesStep(spec.features, survey)
-    if spec.model is not None:
-        return ModelStep(spec.model, base_dir, survey)
-    if spec.crossmatch is not None:
-        return CrossmatchStep(spec.crossmatch, base_dir, survey)
-    if spec.python is not None:
-        return PythonStep(spec.python, base_dir)
-    raise ValueError("spec.processor: no processor chosen")
+    return PROCESSORS[spec.kind()](spec.chosen(), base_dir, survey)

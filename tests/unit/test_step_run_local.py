@@ -133,7 +133,7 @@ def test_pipelined_loop_with_decode_workers_outputs_every_message_once_in_order(
     from step_runtime.step.validate import AlertGate
 
     gate = AlertGate(ZTF)
-    processor = FeaturesStep(FeaturesProcessor(), ZTF)
+    processor = FeaturesStep(FeaturesProcessor(), tmp_path, ZTF)
     fields = processor.reads | gate.reads
     pool = DecodePool("ztf-avro", None, workers=2, fields=fields)
     sink = FileSinkWriter("out", tmp_path / "out.jsonl", "jsonl")

@@ -92,3 +92,19 @@ def test_the_manifest_in_the_docs_is_valid() -> None:
     s = parse_spec(PipelineStepSpec, doc["spec"], "docs/step-runtime.md")
     assert s.processor.kind() == "model" and [x.kind() for x in s.sinks] == ["postgres", "mongodb", "kafka"]
     assert "ALERTOPS_SECRET_BROKER_DB_DSN" in [r.env_var_name() for r in s.secret_refs()]
+
+
+def test_every_one_of_choice_has_a_builder_and_a_cel_rule() -> None:
+    """The choices are stated once (the models' fields); builders and CEL rules follow them."""
+    from pipeline_operator.crds import PIPELINESTEP_RULES
+    from step_runtime.spec.pipelinestep import ProcessorSpec, SinkSpec, SourceSpec
+    from step_runtime.step.processors import PROCESSORS
+    from step_runtime.step.sinks import SINKS
+
+    assert set(PROCESSORS) == set(ProcessorSpec.ONE_OF[0])
+    assert set(SINKS) == set(SinkSpec.ONE_OF[0])
+    assert SourceSpec.ONE_OF == (("kafka", "files"),)
+    rules = {r.path: r.message for r in PIPELINESTEP_RULES if "needs exactly one of" in r.message}
+    assert rules["processor"] == "processor needs exactly one of model, crossmatch, features, python"
+    assert rules["sinks[]"] == "sink needs exactly one of postgres, mongodb, kafka, file"
+    assert rules["env[]"] == "env needs exactly one of value or secretKeyRef"

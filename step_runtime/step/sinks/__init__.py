@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from step_runtime.spec.pipelinestep import SinkSpec
 
@@ -22,22 +22,35 @@ class Sink(Protocol):
         """Release connections."""
 
 
+def _postgres(name: str, spec: Any, field: str, output_base: Path, survey: str | None) -> Sink:
+    from step_runtime.step.sinks.postgres import PostgresSinkWriter
+    return PostgresSinkWriter(name, spec, field, survey)
+
+
+def _mongodb(name: str, spec: Any, field: str, output_base: Path, survey: str | None) -> Sink:
+    from step_runtime.step.sinks.mongodb import MongoSinkWriter
+    return MongoSinkWriter(name, spec, field)
+
+
+def _kafka(name: str, spec: Any, field: str, output_base: Path, survey: str | None) -> Sink:
+    from step_runtime.step.sinks.kafka import KafkaSinkWriter
+    return KafkaSinkWriter(name, spec, field, output_base)
+
+
+def _file(name: str, spec: Any, field: str, output_base: Path, survey: str | None) -> Sink:
+    from step_runtime.step.sinks.files import FileSinkWriter
+    path = Path(spec.path)
+    return FileSinkWriter(name, path if path.is_absolute() else output_base / path, spec.format)
+
+
+# A builder for every choice of SinkSpec (its fields; a unit test checks that the sets are equal).
+# The sinks' modules are imported only when chosen: a step without MongoDB never imports pymongo.
+SINKS: dict[str, Callable[[str, Any, str, Path, str | None], Sink]] = {
+    "postgres": _postgres, "mongodb": _mongodb, "kafka": _kafka, "file": _file}
+
+
 def build_sink(spec: SinkSpec, index: int, output_base: Path, survey: str | None = None) -> Sink:
     """The sink the spec chooses; `output_base` anchors relative file paths; `survey` is the source's
     (the PostgreSQL probability table records it)."""
-    name = spec.name or f"{spec.kind()}-{index}"
-    field = f"spec.sinks[{index}].{spec.kind()}"
-    if spec.postgres is not None:
-        from step_runtime.step.sinks.postgres import PostgresSinkWriter
-        return PostgresSinkWriter(name, spec.postgres, field, survey)
-    if spec.mongodb is not None:
-        from step_runtime.step.sinks.mongodb import MongoSinkWriter
-        return MongoSinkWriter(name, spec.mongodb, field)
-    if spec.kafka is not None:
-        from step_runtime.step.sinks.kafka import KafkaSinkWriter
-        return KafkaSinkWriter(name, spec.kafka, field, output_base)
-    if spec.file is not None:
-        from step_runtime.step.sinks.files import FileSinkWriter
-        path = Path(spec.file.path)
-        return FileSinkWriter(name, path if path.is_absolute() else output_base / path, spec.file.format)
-    raise ValueError(f"{field}: no sink kind chosen")
+    kind = spec.kind()
+    return SINKS[kind](spec.name or f"{kind}-{index}", spec.chosen(), f"spec.sinks[{index}].{kind}", output_base, survey)
