@@ -6,7 +6,7 @@ description (the CRD docs), enums are `Literal`s and bounds are `Field` constrai
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -73,7 +73,7 @@ class TableSpec(SpecModel):
     )
     carry: list[str] = Field(default_factory=list, description="Extra columns copied into the output rows.")
 
-    ONE_OF = (("path", "query"),)
+    ONE_OF: ClassVar[tuple[tuple[str, ...], ...]] = (("path", "query"),)
 
 
 class SourceSpec(TableSpec):

@@ -59,6 +59,7 @@ class FileDeadLetters(FileOutputWriter):
     """
 
     name = "dead-letter-file"
+    output: JsonlOutput
 
     def __init__(self, path: Path, mode: str = APPEND) -> None:
         self.output = JsonlOutput(self.name, path, mode)

@@ -28,7 +28,10 @@ Failure = tuple[int, str]  # (index in the batch's records, error)
 class Processor(Protocol):
     """What the step loop needs from a processor."""
 
-    reads: frozenset[str] | None  # the alert fields it reads; None: whole records (no alert validation)
+    @property
+    def reads(self) -> frozenset[str] | None:
+        """The alert fields it reads; None: whole records (no alert validation)."""
+        ...
 
     def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
         """Outputs for the batch, and the records that failed (by index) with their error."""
@@ -67,7 +70,7 @@ class FeaturesStep:
     def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
         if not records:
             return [], []
-        cols: dict[str, Sequence[Any]] = self.survey.identity(records)
+        cols: dict[str, Any] = dict(self.survey.identity(records))
         cols.update(features.alert_features(records, self.min_detections, self.survey.bands,
                                             _flux_survey(self.survey)))
         return _rows(cols, len(records)), []
@@ -222,7 +225,7 @@ class CrossmatchStep:
     def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
         if not records:
             return [], []
-        cols: dict[str, Sequence[Any]] = self.survey.identity(records)
+        cols: dict[str, Any] = dict(self.survey.identity(records))
         cols.update(self.match_arrays(np.asarray(cols["ra"]), np.asarray(cols["dec"])))
         return _rows(cols, len(records)), []
 
@@ -282,7 +285,7 @@ class PythonStep:
 
 # A builder for every choice of ProcessorSpec, all called (spec, base_dir, survey): the choices are
 # stated once, by ProcessorSpec's fields (a unit test checks that the two sets are the same).
-PROCESSORS: dict[str, Callable[[Any, Path, Survey | None], Processor]] = {
+PROCESSORS: dict[str, Callable[..., Processor]] = {
     "model": ModelStep, "crossmatch": CrossmatchStep, "features": FeaturesStep, "python": PythonStep}
 
 

@@ -7,11 +7,13 @@ happen in `merge_parts`; partitioned and unpartitioned builds therefore give the
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +42,10 @@ def spec_digest(spec: TrainingSetBuildSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _load_catalog(spec: Any, index: int, base_dir: Path, bad_rows: str, notes: list[str]) -> CatalogData:
+    return load_catalog(spec, index, base_dir, bad_rows, notes.append)
+
+
 def load_inputs(spec: TrainingSetBuildSpec, base_dir: Path, on_table=None, warn=None) -> Inputs:
     """Read the source and every catalog (`on_table(description)` is called after each, `warn(text)`
     for each warning about the values read).
@@ -48,9 +54,9 @@ def load_inputs(spec: TrainingSetBuildSpec, base_dir: Path, on_table=None, warn=
     most part, so a second core overlaps them. Results, warnings and the first error come in
     spec order, as if read one by one.
     """
-    jobs = [lambda notes: load_source(spec.source, base_dir, spec.bad_rows, notes.append)]
-    jobs += [lambda notes, i=i, cat=cat: load_catalog(cat, i, base_dir, spec.bad_rows, notes.append)
-             for i, cat in enumerate(spec.catalogs)]
+    jobs: list[Callable[[list[str]], SourceData | CatalogData]] = [
+        lambda notes: load_source(spec.source, base_dir, spec.bad_rows, notes.append)]
+    jobs += [functools.partial(_load_catalog, cat, i, base_dir, spec.bad_rows) for i, cat in enumerate(spec.catalogs)]
     notes: list[list[str]] = [[] for _ in jobs]
     loaded = []
     with ThreadPoolExecutor(max_workers=min(2, len(jobs))) as pool:
@@ -67,7 +73,8 @@ def load_inputs(spec: TrainingSetBuildSpec, base_dir: Path, on_table=None, warn=
             for future in futures:
                 future.cancel()
     release_unused_memory()
-    return Inputs(loaded[0], loaded[1:])
+    source, *catalogs = loaded
+    return Inputs(source, catalogs)  # type: ignore[arg-type]  # spec order: the source, then the catalogs
 
 
 def release_unused_memory() -> None:
@@ -141,7 +148,7 @@ class Merged:
     """The final training set and the numbers the summary reports."""
 
     frame: pa.Table
-    stats: dict[str, object]
+    stats: dict[str, Any]
     separations: dict[str, np.ndarray]  # per catalog, separations of kept matches (for the report)
 
 
@@ -185,7 +192,7 @@ def merge_parts(parts: list[pa.Table], spec: TrainingSetBuildSpec) -> Merged:
         per_catalog[name]["conflicts"] = count
     out = combined.frame.drop_columns(["_row"] + [f"{c.name}_{k}" for c in spec.catalogs
                                                   for k in ("row", "label_state")])
-    stats = {
+    stats: dict[str, Any] = {
         "rows_matched_any": int(frame.num_rows - combined.unlabeled),
         "rows_out": int(out.num_rows),
         "conflicts": combined.conflicts,

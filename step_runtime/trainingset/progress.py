@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 
 class Progress:
@@ -12,8 +13,8 @@ class Progress:
         self.total = total
         self.done = 0
         self.tty = sys.stderr.isatty() if enabled_tty is None else enabled_tty
-        self._rich = None
-        self._task = None
+        self._rich: Any = None
+        self._task: Any = None
         self._start = time.monotonic()
 
     def __enter__(self) -> "Progress":

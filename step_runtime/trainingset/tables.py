@@ -134,7 +134,7 @@ def _read_file(path: Path, fmt: str, column_names: list[str] | None, wanted: set
     # An uncompressed Parquet file is read in place: only the wanted columns' pages.
     data = path if plain_parquet else load_bytes(path)
     if fmt == "auto":
-        fmt = "parquet" if plain_parquet else detect_format(path.name, data)
+        fmt = "parquet" if isinstance(data, Path) else detect_format(path.name, data)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq

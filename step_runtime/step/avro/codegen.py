@@ -443,6 +443,7 @@ class _Generator:
         a bad index, truncation), the exact function `exact` decides."""
         parts: list[bytes] = []
         kept: list[tuple[Keep, Any, str | None]] = []  # how kept, type, unpacker of a float/double payload
+        unpack: str | None
         keep = dict(projection.keep)
         for f in t.get("fields", []):
             sub = self.pattern(f["type"], (t["name"],))

@@ -99,7 +99,7 @@ def read_container(data: bytes) -> list[dict[str, Any]]:
         raise AvroContainerError("not an Avro container (bad magic bytes)")
     buf = io.BytesIO(data)
     buf.seek(4)
-    meta = fastavro.schemaless_reader(buf, _META_SCHEMA)
+    meta: dict[str, bytes] = fastavro.schemaless_reader(buf, _META_SCHEMA)  # type: ignore[assignment]
     schema_json = meta.get("avro.schema")
     if not schema_json:
         raise AvroContainerError("container header has no avro.schema")
@@ -121,7 +121,7 @@ def read_container(data: bytes) -> list[dict[str, Any]]:
             raise AvroContainerError(f"unsupported codec {codec!r} (expected null or deflate)")
         bbuf = io.BytesIO(block)
         for _ in range(count):
-            records.append(fastavro.schemaless_reader(bbuf, schema))
+            records.append(fastavro.schemaless_reader(bbuf, schema))  # type: ignore[arg-type]
         if buf.read(16) != sync:
             raise AvroContainerError("sync marker mismatch")
     return records

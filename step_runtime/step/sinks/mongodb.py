@@ -47,7 +47,7 @@ class MongoSinkWriter:
         if self.client is not None:
             return
         try:
-            client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000,
+            client: Any = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000,
                                          socketTimeoutMS=60000, appname="alertops-step")
             client.admin.command("ping")
             if self.spec.create_index:
