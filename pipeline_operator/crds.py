@@ -13,7 +13,8 @@ from typing import Any
 from pipeline_operator.crdgen import CelRule, CRDDefinition, PrinterColumn, build_crd
 from pipeline_operator.status import PipelineStepStatus, TrainingSetBuildStatus
 from step_runtime.spec.common import API_GROUP, API_VERSION
-from step_runtime.spec.pipelinestep import KAFKA_TOPIC, PG_IDENTIFIER, PipelineStepSpec
+from step_runtime.spec.pipelinestep import (KAFKA_TOPIC, PG_IDENTIFIER, RESERVED_VOLUME_PREFIX, RESERVED_VOLUMES,
+                                            RUNTIME_DIRS, PipelineStepSpec)
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 
 CATEGORY = "alertops"
@@ -51,6 +52,19 @@ def _schema_sources(path: str) -> list[CelRule]:
     ]
 
 
+def _file_source(path: str, path_field: str, what: str) -> list[CelRule]:
+    """A model or catalog: a path or a uri, and s3 settings only for an s3:// uri."""
+    return [
+        exactly_one(path, [path_field, "uri"], what),
+        CelRule(path=path, rule="!has(self.s3) || (has(self.uri) && self.uri.startsWith('s3://'))",
+                message="s3 sets how an s3:// uri is fetched: it needs uri: s3://bucket/key", field_path=".s3",
+                reason="FieldValueInvalid"),
+        CelRule(path=f"{path}.s3", rule="has(self.accessKeyId) == has(self.secretAccessKey)",
+                message="s3 needs both accessKeyId and secretAccessKey, or neither (anonymous reads)",
+                reason="FieldValueInvalid"),
+    ]
+
+
 def _postgres_connection(path: str) -> list[CelRule]:
     return [
         CelRule(path=path, rule="has(self.dsn) != has(self.host)",
@@ -72,6 +86,22 @@ PIPELINESTEP_RULES: tuple[CelRule, ...] = (
             message="format lsst-avro on Kafka needs schemaRegistry or schemaDir (Rubin's stream is in the "
                     "Confluent wire format: each message names its schema by id)", reason="FieldValueRequired"),
     exactly_one("processor", ["model", "crossmatch", "features", "python"], "processor"),
+    *_file_source("processor.model", "path", "model"),
+    *_file_source("processor.crossmatch", "catalog", "crossmatch"),
+    exactly_one("volumes[]", ["persistentVolumeClaim", "configMap", "secret", "emptyDir"], "volume"),
+    CelRule(path="volumes[]", rule="!(self.name in " + repr(list(RESERVED_VOLUMES)) + ") && !self.name.startsWith('"
+            + RESERVED_VOLUME_PREFIX + "')",
+            message="volume name is the operator's own (reserved: " + ", ".join(RESERVED_VOLUMES) + ", "
+                    + RESERVED_VOLUME_PREFIX + "*): choose another", field_path=".name", reason="FieldValueInvalid"),
+    CelRule(path="volumeMounts[]", rule=" && ".join(
+        f"!(self.mountPath == '{d}' || self.mountPath.startsWith('{d}/') || "
+        f"'{d}'.startsWith(self.mountPath == '/' ? '/' : self.mountPath + '/'))" for d in RUNTIME_DIRS),
+            message="mountPath overlaps " + ", ".join(RUNTIME_DIRS) + ", which the runtime uses itself",
+            field_path=".mountPath", reason="FieldValueInvalid"),
+    CelRule(path="", rule="!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+                          "self.volumes.exists(v, v.name == m.name))",
+            message="volumeMounts: every name must be a volume of spec.volumes", field_path=".volumeMounts",
+            reason="FieldValueInvalid"),
     exactly_one("sinks[]", ["postgres", "mongodb", "kafka", "file"], "sink"),
     *_postgres_connection("sinks[].postgres"),
     CelRule(path="sinks[].postgres", rule="self.mode != 'rows' || (has(self.key) && size(self.key) > 0)",
@@ -97,6 +127,10 @@ PIPELINESTEP_BOUNDS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("sinks", {"maxItems": 16}),
     ("env", {"maxItems": 128}),
     ("source.kafka.topics", {"maxItems": 100}),
+    # Lists keyed like a pod's: the API server itself refuses two volumes of one name or two
+    # mounts at one path.
+    ("volumes", {"maxItems": 32, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+    ("volumeMounts", {"maxItems": 32, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["mountPath"]}),
     # Checks the models make in validators (so pydantic's schema does not show them), repeated
     # with the models' own patterns so the API server refuses the same names.
     ("source.kafka.topics[]", {"pattern": KAFKA_TOPIC}),
@@ -134,6 +168,8 @@ PIPELINESTEP = CRDDefinition(
         _READY, _PHASE,
         PrinterColumn("Replicas", ".status.replicaSummary", description="Ready/desired replicas"),
         PrinterColumn("Processor", ".status.processor"),
+        PrinterColumn("Model", ".status.modelVersion",
+                      description="classifierVersion of the model every ready pod runs (several: a rollout)"),
         _AGE,
         PrinterColumn("Message", '.status.conditions[?(@.type=="Ready")].message', priority=1),
     ),
