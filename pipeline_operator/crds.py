@@ -144,10 +144,17 @@ TRAININGSET_BOUNDS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 TRAININGSET_RULES: tuple[CelRule, ...] = (
-    CelRule(path="source", rule="has(self.path) != has(self.query)",
-            message="source needs exactly one of path or query", reason="FieldValueInvalid"),
-    CelRule(path="catalogs[]", rule="has(self.path) != has(self.query)",
-            message="catalog needs exactly one of path or query", reason="FieldValueInvalid"),
+    exactly_one("source", ["path", "query", "uri"], "source"),
+    exactly_one("catalogs[]", ["path", "query", "uri"], "catalog"),
+    *[CelRule(path=p, rule="!has(self.s3) || (has(self.uri) && self.uri.startsWith('s3://'))",
+              message="s3 sets how an s3:// uri is fetched: it needs uri: s3://bucket/key", field_path=".s3",
+              reason="FieldValueInvalid") for p in ("source", "catalogs[]")],
+    *[CelRule(path=p, rule="!has(self.uri) || !self.uri.startsWith('pvc://')",
+              message="a build reads its claim (spec.dataVolumeClaim) at /data: give path: /data/..., not a pvc:// uri",
+              field_path=".uri", reason="FieldValueInvalid") for p in ("source", "catalogs[]")],
+    *[CelRule(path=f"{p}.s3", rule="has(self.accessKeyId) == has(self.secretAccessKey)",
+              message="s3 needs both accessKeyId and secretAccessKey, or neither (anonymous reads)",
+              reason="FieldValueInvalid") for p in ("source", "catalogs[]")],
     CelRule(path="catalogs[]", rule="has(self.labelColumn) != has(self.label)",
             message="catalog needs exactly one of labelColumn or label", reason="FieldValueInvalid"),
 )

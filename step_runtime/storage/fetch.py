@@ -37,7 +37,9 @@ FailureKind = Literal["checksum", "missing", "denied", "too-large", "config", "u
 CHUNK = 1 << 20
 MAX_BACKOFF_S = 30.0
 MAX_REQUEST_TIMEOUT_S = 30.0
-FileSettings = ModelProcessor | CrossmatchProcessor
+# Anything naming a file by path (model: path, crossmatch: catalog, table: path) or uri, with
+# the uri's s3 access and an optional sha256 pin.
+FileSettings = Any
 
 
 class FetchError(Exception):
@@ -87,7 +89,7 @@ def local_path(settings: FileSettings, base_dir: Path) -> Path:
     """Where the runtime reads a model or catalog: its path (relative to the manifest's folder),
     the pvc:// mount, or the fetched copy of an s3:// / http(s):// URI (which may not exist yet)."""
     if settings.uri is None:
-        path = Path(settings.path if isinstance(settings, ModelProcessor) else settings.catalog or "")
+        path = Path(_path_of(settings))
         return path if path.is_absolute() else base_dir / path
     loc = parse_uri(settings.uri)
     if not loc.fetched:
@@ -95,10 +97,14 @@ def local_path(settings: FileSettings, base_dir: Path) -> Path:
     return fetch_dir() / fetched_name(settings.uri)
 
 
+def _path_of(settings: FileSettings) -> str:
+    return settings.catalog if isinstance(settings, CrossmatchProcessor) else settings.path or ""
+
+
 def _path_field(settings: FileSettings) -> str:
     if settings.uri is not None:
         return "uri"
-    return "path" if isinstance(settings, ModelProcessor) else "catalog"
+    return "catalog" if isinstance(settings, CrossmatchProcessor) else "path"
 
 
 def shown(settings: FileSettings, path: Path) -> str:

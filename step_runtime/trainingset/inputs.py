@@ -179,7 +179,7 @@ def load_source(spec: SourceSpec, base_dir: Path, bad_rows: str) -> SourceData:
 def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str) -> CatalogData:
     """Read a catalog, clean its positions, map its labels; rows without a final label are dropped."""
     prefix = f"catalogs[{index}]"
-    frame, origin = read_table(spec, base_dir, _needed_columns(spec, prefix))
+    frame, origin = read_table(spec, base_dir, _needed_columns(spec, prefix), f"spec.{prefix}")
     where = f"{origin} (catalog {spec.name!r})"
     if len(frame) == 0:
         raise BuildError(f"{where}: the catalog is empty")

@@ -51,7 +51,24 @@ def secret_value(ref: SecretKeyRef) -> str:
     return value
 
 
-def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str]) -> tuple[pd.DataFrame, str]:
+def _local_file(spec: TableSpec, base_dir: Path, field: str) -> Path:
+    """The file of a table given by path or uri (fetched first, once), checked against its pin."""
+    from step_runtime.spec.pipelinestep import FetchSpec
+    from step_runtime.storage.fetch import FetchError, FetchPolicy, ensure_local, verify_in_place
+
+    if spec.uri is None and spec.sha256 is None:
+        return resolve_path(spec.path or "", base_dir)
+    try:
+        path = (ensure_local(field, spec, base_dir, FetchPolicy.from_spec(FetchSpec())) if spec.uri is not None
+                else resolve_path(spec.path or "", base_dir))
+        verify_in_place(field, spec, path)
+    except FetchError as exc:
+        raise BuildError(str(exc)) from None
+    return path
+
+
+def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str],
+               field: str = "spec.source") -> tuple[pd.DataFrame, str]:
     """Read the table `spec` describes, keeping the `needed` columns (column -> spec field, for errors).
 
     Returns the frame (rows in file order, index 0..n-1) and a description of its origin
@@ -61,8 +78,8 @@ def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str]) -> tuple
         origin = f"PostgreSQL query (secret {spec.query.dsn.name}/{spec.query.dsn.key})"
         frame = _read_query(spec.query, origin)
     else:
-        path = resolve_path(spec.path or "", base_dir)
-        origin = str(path)
+        path = _local_file(spec, base_dir, field)
+        origin = spec.uri or str(path)
         frame, columns = _read_file(path, spec.format, spec.column_names, set(needed))
     missing = [(col, field) for col, field in needed.items() if col not in frame.columns]
     if missing:
