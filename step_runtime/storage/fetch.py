@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Literal
 
 from step_runtime import __version__
 from step_runtime.spec.common import SpecError
-from step_runtime.spec.pipelinestep import CrossmatchProcessor, FetchSpec, ModelProcessor, S3Access
+from step_runtime.spec.pipelinestep import CrossmatchProcessor, FetchSpec, S3Access
 from step_runtime.step.model import file_sha256, pin_refusal
 from step_runtime.step.secrets import secret_value
 from step_runtime.storage.uri import (Location, fetch_dir, fetched_name, human_bytes, parse_quantity, parse_uri,
@@ -136,7 +136,7 @@ def verify_in_place(field: str, settings: FileSettings, path: Path) -> None:
 
 
 def fetch_file(field: str, uri: str, s3: S3Access | None, pinned: str | None, dest: Path,
-               policy: FetchPolicy, sleep: Callable[[float], None] = time.sleep) -> Fetched:
+               policy: FetchPolicy) -> Fetched:
     """Download `uri` to `dest`: retried while the store is unavailable, refused when it cannot be had.
 
     Raises FetchError naming `field` (e.g. spec.processor.model) and the URI.
@@ -162,7 +162,7 @@ def fetch_file(field: str, uri: str, s3: S3Access | None, pinned: str | None, de
             break
         log.warning("fetch failed; retrying", extra={"fields": {
             "uri": uri, "attempt": attempt, "attempts": policy.attempts, "error": last, "retry_in_s": wait}})
-        sleep(wait)
+        time.sleep(wait)  # backoff between attempts, bounded by the deadline
     took = time.monotonic() - start
     raise FetchError(f"{field}.uri: cannot fetch {uri}: {attempt} attempt(s) in {took:.0f} s "
                      f"(spec.fetch: attempts {policy.attempts}, timeoutSeconds {policy.timeout_s:.0f}), "
