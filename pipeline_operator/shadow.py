@@ -70,10 +70,10 @@ def shadow_conflicts(shadow: PipelineStepSpec, original: PipelineStepSpec, origi
         if key not in theirs:
             continue
         if key[0] == "postgres":
-            same = _classifier(shadow) == _classifier(original)
-            if not same and _versioned_rows(shadow, key[1]) and _versioned_rows(original, key[1]):
+            mine_c, theirs_c = _classifier(shadow), _classifier(original)
+            if mine_c != theirs_c and _versioned_rows(shadow, key[1]) and _versioned_rows(original, key[1]):
                 continue  # rows keyed by classifier version: the two versions never collide
-            why = ("both write classifier " + " ".join(_classifier(shadow) or ("?", "?")) if same
+            why = (f"both write classifier {mine_c[0]} {mine_c[1]}" if mine_c is not None and mine_c == theirs_c
                    else "its rows are not keyed by classifier_version")
             problems.append(f"{mine} is also written by {original_name} ({why})")
         else:

@@ -335,3 +335,14 @@ def test_a_build_fetches_its_uri_tables_into_its_tmp():
     env = {e["name"]: e for e in container["env"]}
     assert env["ALERTOPS_FETCH_DIR"]["value"] == "/tmp/alertops-fetched"
     assert env["ALERTOPS_SECRET_MODELS_ID"]["valueFrom"]["secretKeyRef"] == {"name": "models", "key": "id"}
+
+
+def test_a_shadow_without_a_model_cannot_share_a_table():
+    features = {"features": {}}
+    rows = [{"postgres": {"dsn": {"name": "pg", "key": "dsn"}, "table": "features", "key": ["candid"]}}]
+    kafka = {"kafka": {"bootstrapServers": "k:9092", "topics": ["ztf"], "groupId": "f"}}
+    main = spec(processor=features, sinks=rows, source=kafka)
+    shadow = spec(processor=features, sinks=rows, shadowOf="f",
+                  source={"kafka": {**kafka["kafka"], "groupId": "f-shadow"}})
+    (problem,) = shadow_conflicts(parsed(shadow), parsed(main), "f")
+    assert "PostgreSQL table features is also written by f (its rows are not keyed by classifier_version)" in problem
