@@ -346,3 +346,35 @@ def test_a_training_set_catalog_from_the_store(s3_store, bucket, tmp_path):
     manifest.write_text(yaml.safe_dump(build))
     res = _alertops(["build", str(manifest)], {**_fetch_env(tmp_path), **creds})
     assert res.returncode == 2 and sha in res.stderr and "2" * 64 in res.stderr
+
+
+def test_the_step_turns_ready_only_after_the_pinned_model_loaded(s3_store, bucket, kafka_bootstrap, tmp_path):
+    """Run locally against a Kafka source, the step fetches first: while the store is away it has
+    no endpoint to answer a probe, and it answers /readyz 200 only after the model is in place."""
+    from tests.integration.step_support import Runtime, create_topic, unique
+
+    topic = unique("features")
+    create_topic(kafka_bootstrap, topic, partitions=1)
+    host, _, store_port = s3_store["endpoint"].removeprefix("http://").partition(":")
+    forwarder = _Forwarder((host, int(store_port)), free_port())
+    manifest = _manifest(tmp_path, uri=f"s3://{bucket}/demo/0.1.0/demo_classifier.joblib",
+                         endpoint=f"http://127.0.0.1:{forwarder.port}", fetch={"attempts": 8, "timeoutSeconds": 180})
+    doc = yaml.safe_load(manifest.read_text())
+    doc["spec"]["source"] = {"kafka": {"bootstrapServers": kafka_bootstrap, "topics": [topic], "groupId": topic,
+                                       "format": "json"}}
+    doc["spec"]["processor"]["model"]["featuresFrom"] = "message"
+    doc["spec"].pop("deadLetter")
+    manifest.write_text(yaml.safe_dump(doc))
+    log = tmp_path / "run.log"
+    run = Runtime(manifest, "unused", "unused", log,
+                  env={**_fetch_env(tmp_path), **_secret_env(s3_store["access_key_id"], s3_store["secret_access_key"])})
+    try:
+        wait_until(lambda: '"fetch failed; retrying"' in log.read_text(), 60, "a failed fetch attempt")
+        assert run.get("/readyz")[0] == 0  # no endpoint yet: the step has not started
+        forwarder.start()
+        wait_until(lambda: run.get("/readyz")[0] == 200, 120, "/readyz 200 once the model loaded")
+        text = log.read_text()
+        assert text.index('"msg": "fetched"') < text.index('"msg": "step starting"')
+    finally:
+        run.stop()
+        forwarder.close()
