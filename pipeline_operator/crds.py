@@ -14,7 +14,8 @@ from typing import Any
 from pipeline_operator.crdgen import CelRule, CRDDefinition, PrinterColumn, build_crd
 from pipeline_operator.status import PipelineStepStatus, TrainingSetBuildStatus
 from step_runtime.spec.common import API_GROUP, API_VERSION, SpecModel, one_of_message
-from step_runtime.spec.pipelinestep import KAFKA_TOPIC, PG_IDENTIFIER, PipelineStepSpec
+from step_runtime.spec.pipelinestep import (KAFKA_TOPIC, PG_IDENTIFIER, RESERVED_VOLUME_PREFIX, RESERVED_VOLUMES,
+                                            RUNTIME_DIRS, PipelineStepSpec)
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 
 CATEGORY = "alertops"
@@ -69,6 +70,19 @@ def _schema_sources(path: str) -> list[CelRule]:
     ]
 
 
+def _file_source(path: str) -> list[CelRule]:
+    """A model or catalog given by a uri: s3 settings only for an s3:// uri (path or uri, exactly
+    one, is the model's one-of group, from one_of_rules)."""
+    return [
+        CelRule(path=path, rule="!has(self.s3) || (has(self.uri) && self.uri.startsWith('s3://'))",
+                message="s3 sets how an s3:// uri is fetched: it needs uri: s3://bucket/key", field_path=".s3",
+                reason="FieldValueInvalid"),
+        CelRule(path=f"{path}.s3", rule="has(self.accessKeyId) == has(self.secretAccessKey)",
+                message="s3 needs both accessKeyId and secretAccessKey, or neither (anonymous reads)",
+                reason="FieldValueInvalid"),
+    ]
+
+
 def _postgres_connection(path: str) -> list[CelRule]:
     return [
         CelRule(path=path, rule="has(self.dsn) != has(self.host)",
@@ -89,6 +103,21 @@ PIPELINESTEP_RULES: tuple[CelRule, ...] = (
             rule="self.format != 'lsst-avro' || has(self.schemaRegistry) || has(self.schemaDir)",
             message="format lsst-avro on Kafka needs schemaRegistry or schemaDir (Rubin's stream is in the "
                     "Confluent wire format: each message names its schema by id)", reason="FieldValueRequired"),
+    *_file_source("processor.model"),
+    *_file_source("processor.crossmatch"),
+    CelRule(path="volumes[]", rule="!(self.name in " + repr(list(RESERVED_VOLUMES)) + ") && !self.name.startsWith('"
+            + RESERVED_VOLUME_PREFIX + "')",
+            message="volume name is the operator's own (reserved: " + ", ".join(RESERVED_VOLUMES) + ", "
+                    + RESERVED_VOLUME_PREFIX + "*): choose another", field_path=".name", reason="FieldValueInvalid"),
+    CelRule(path="volumeMounts[]", rule=" && ".join(
+        f"!(self.mountPath == '{d}' || self.mountPath.startsWith('{d}/') || "
+        f"'{d}'.startsWith(self.mountPath == '/' ? '/' : self.mountPath + '/'))" for d in RUNTIME_DIRS),
+            message="mountPath overlaps " + ", ".join(RUNTIME_DIRS) + ", which the runtime uses itself",
+            field_path=".mountPath", reason="FieldValueInvalid"),
+    CelRule(path="", rule="!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+                          "self.volumes.exists(v, v.name == m.name))",
+            message="volumeMounts: every name must be a volume of spec.volumes", field_path=".volumeMounts",
+            reason="FieldValueInvalid"),
     *_postgres_connection("sinks[].postgres"),
     CelRule(path="sinks[].postgres", rule="self.mode != 'rows' || (has(self.key) && size(self.key) > 0)",
             message="postgres mode rows needs key (the natural-key columns of the upsert)",
@@ -111,6 +140,10 @@ PIPELINESTEP_BOUNDS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("sinks", {"maxItems": 16}),
     ("env", {"maxItems": 128}),
     ("source.kafka.topics", {"maxItems": 100}),
+    # Lists keyed like a pod's: the API server itself refuses two volumes of one name or two
+    # mounts at one path.
+    ("volumes", {"maxItems": 32, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+    ("volumeMounts", {"maxItems": 32, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["mountPath"]}),
     # Checks the models make in validators (so pydantic's schema does not show them), repeated
     # with the models' own patterns so the API server refuses the same names.
     ("source.kafka.topics[]", {"pattern": KAFKA_TOPIC}),
@@ -123,7 +156,18 @@ TRAININGSET_BOUNDS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("catalogs", {"maxItems": 64, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
 )
 
-TRAININGSET_RULES: tuple[CelRule, ...] = tuple(one_of_rules(TrainingSetBuildSpec))
+TRAININGSET_RULES: tuple[CelRule, ...] = (
+    *one_of_rules(TrainingSetBuildSpec),
+    *[CelRule(path=p, rule="!has(self.s3) || (has(self.uri) && self.uri.startsWith('s3://'))",
+              message="s3 sets how an s3:// uri is fetched: it needs uri: s3://bucket/key", field_path=".s3",
+              reason="FieldValueInvalid") for p in ("source", "catalogs[]")],
+    *[CelRule(path=p, rule="!has(self.uri) || !self.uri.startsWith('pvc://')",
+              message="a build reads its claim (spec.dataVolumeClaim) at /data: give path: /data/..., not a pvc:// uri",
+              field_path=".uri", reason="FieldValueInvalid") for p in ("source", "catalogs[]")],
+    *[CelRule(path=f"{p}.s3", rule="has(self.accessKeyId) == has(self.secretAccessKey)",
+              message="s3 needs both accessKeyId and secretAccessKey, or neither (anonymous reads)",
+              reason="FieldValueInvalid") for p in ("source", "catalogs[]")],
+)
 
 _READY = PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status',
                        description="The Ready condition")
@@ -141,6 +185,8 @@ PIPELINESTEP = CRDDefinition(
         _READY, _PHASE,
         PrinterColumn("Replicas", ".status.replicaSummary", description="Ready/desired replicas"),
         PrinterColumn("Processor", ".status.processor"),
+        PrinterColumn("Model", ".status.modelVersion",
+                      description="classifierVersion of the model every ready pod runs (several: a rollout)"),
         _AGE,
         PrinterColumn("Message", '.status.conditions[?(@.type=="Ready")].message', priority=1),
     ),

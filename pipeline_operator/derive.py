@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline_operator.children import CONFIG_HASH_ANNOTATION
 from pipeline_operator.conditions import Verdict
+from pipeline_operator.rollout import fetch_problem, fetching, ready_models
 
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERROR_REASONS = {"CreateContainerConfigError", "CreateContainerError"}
@@ -50,14 +51,18 @@ def pod_problem(pods: list[dict[str, Any]]) -> Verdict | None:
             if reason == "CrashLoopBackOff":
                 last = (cs.get("lastState") or {}).get("terminated") or {}
                 detail = (last.get("message") or "").strip() or f"exit code {last.get('exitCode', '?')}"
+                file_problem = fetch_problem(_name(pod), cs, detail)
+                if file_problem is not None:
+                    return file_problem
                 return Verdict("stalled", "CrashLoopBackOff",
                                f"pod {_name(pod)} keeps crashing ({cs.get('restartCount', 0)} restarts): "
                                f"{_tail(detail)}; see `kubectl logs {_name(pod)}`")
         scheduled = _condition(pod, "PodScheduled")
         if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-            return Verdict("stalled", "Unschedulable",
-                           f"pod {_name(pod)} cannot be scheduled: {scheduled.get('message', '')}; "
-                           f"lower spec.resources or add capacity")
+            message = scheduled.get("message", "")
+            fix = ("check that the PersistentVolumeClaims of spec.volumes and pvc:// URIs exist and can bind "
+                   "(kubectl get pvc)" if "PersistentVolumeClaim" in message else "lower spec.resources or add capacity")
+            return Verdict("stalled", "Unschedulable", f"pod {_name(pod)} cannot be scheduled: {message}; {fix}")
     return None
 
 
@@ -113,6 +118,7 @@ def pipelinestep_status(facts: StepFacts, deployment: dict[str, Any] | None,
         "deployment": facts.deployment_name,
         "configHash": facts.config_hash,
         "lastError": verdict.message if verdict.state == "stalled" else None,
+        **ready_models(pods),
     }
     return status, verdict
 
@@ -150,6 +156,9 @@ def _step_verdict(facts: StepFacts, deployment: dict[str, Any] | None, pods: lis
     problem = pod_problem(pods)
     if problem is not None:
         return problem
+    waiting = fetching(pods)
+    if waiting is not None:
+        return waiting
     if updated < desired:
         return Verdict("reconciling", "RollingOut", f"{updated}/{desired} replicas run the current config")
     if replicas > desired:

@@ -139,10 +139,19 @@ def _items(index: kopf.Index, key: Any) -> list[dict[str, Any]]:
 @kopf.on.create(*STEPS, labels=SELECTOR)
 @kopf.on.update(*STEPS, labels=SELECTOR)
 def step_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
-               managed_pods: kopf.Index, **_: Any) -> None:
+               managed_pods: kopf.Index, steps: kopf.Index, **_: Any) -> None:
     """Render and apply a PipelineStep's children, then write its status."""
     pods = _items(managed_pods, (namespace, STEP_COMPONENT, label_value(name)))
-    _write(reconcile.apply_step(_plain(body), pods, memo["render_settings"]), body, patch)
+    resource = _plain(body)
+    _write(reconcile.apply_step(resource, pods, memo["render_settings"], _shadowed(steps, resource)), body, patch)
+
+
+def _shadowed(steps: kopf.Index, resource: dict[str, Any]) -> dict[str, Any] | None:
+    """The PipelineStep a shadow names in spec.shadowOf, as last seen (None: no shadow, or none)."""
+    target = (resource.get("spec") or {}).get("shadowOf")
+    if not isinstance(target, str):
+        return None
+    return _latest(steps, (resource["metadata"].get("namespace"), target))
 
 
 # ------------------------------------------------------------------------------------------
@@ -252,10 +261,11 @@ async def _periodic(memo: kopf.Memo, ix: dict[str, kopf.Index], logger: logging.
             namespace, name = key
             deployment = _latest(ix["step_deployments"], key)
             pods = _items(ix["managed_pods"], (namespace, STEP_COMPONENT, label_value(name)))
+            shadowed = _shadowed(ix["steps"], resource)
             if reconcile.step_needs_apply(resource, deployment, settings):
-                work = functools.partial(reconcile.apply_step, resource, pods, settings)
+                work = functools.partial(reconcile.apply_step, resource, pods, settings, shadowed)
             else:
-                work = functools.partial(reconcile.observe_step, resource, deployment, pods, settings)
+                work = functools.partial(reconcile.observe_step, resource, deployment, pods, settings, shadowed)
             jobs.append(one(resource, work))
         for key in list(ix["builds"].keys()):
             resource = _latest(ix["builds"], key)

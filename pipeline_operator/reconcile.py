@@ -17,6 +17,7 @@ from pipeline_operator.children import CONFIG_HASH_ANNOTATION, RenderSettings
 from pipeline_operator.conditions import Verdict, now_rfc3339, phase_changed, status_update
 from pipeline_operator.derive import BuildFacts, StepFacts, pipelinestep_status, trainingset_status
 from pipeline_operator.metrics import ERRORS, RECONCILES, STATUS_WRITES, TRANSITIONS, timed
+from pipeline_operator.shadow import shadow_refusal
 from step_runtime.spec.common import SpecError
 
 STEP, BUILD = "PipelineStep", "TrainingSetBuild"
@@ -107,8 +108,13 @@ def _step_facts(resource: dict[str, Any], rendered: render_pipelinestep.Rendered
     )
 
 
-def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: RenderSettings) -> Outcome:
-    """Render and server-side-apply a PipelineStep's ConfigMap and Deployment; derive status."""
+def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: RenderSettings,
+               shadowed: dict[str, Any] | None = None) -> Outcome:
+    """Render and server-side-apply a PipelineStep's ConfigMap and Deployment; derive status.
+
+    `shadowed` is the step named by spec.shadowOf as last seen: a shadow that would write where
+    it writes is not applied (see `shadow.shadow_refusal`).
+    """
     with timed(STEP):
         try:
             rendered = cached_render(render_pipelinestep.render, resource, settings)
@@ -116,6 +122,12 @@ def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: R
             RECONCILES.labels(STEP, "invalid").inc()
             error = _invalid(STEP, err)
             fields, verdict = pipelinestep_status(_step_facts(resource, None, error), None, [])
+            return _finish(STEP, resource, fields, verdict)
+        refusal = shadow_refusal(resource, rendered.spec, shadowed)
+        if refusal is not None:
+            RECONCILES.labels(STEP, "refused").inc()
+            ERRORS.labels(STEP, refusal.reason).inc()
+            fields, verdict = pipelinestep_status(_step_facts(resource, rendered, refusal), None, pods)
             return _finish(STEP, resource, fields, verdict)
         try:
             kube.apply(rendered.config_map)
@@ -145,11 +157,11 @@ def step_needs_apply(resource: dict[str, Any], deployment: dict[str, Any] | None
 
 
 def observe_step(resource: dict[str, Any], deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
-                 settings: RenderSettings) -> Outcome:
+                 settings: RenderSettings, shadowed: dict[str, Any] | None = None) -> Outcome:
     """Status of a PipelineStep from its children as last seen (no API call)."""
     try:
         rendered = cached_render(render_pipelinestep.render, resource, settings)
-        error = None
+        error = shadow_refusal(resource, rendered.spec, shadowed)
     except SpecError as err:
         rendered, error = None, Verdict("stalled", "InvalidSpec", f"{err}; fix the spec")
     fields, verdict = pipelinestep_status(_step_facts(resource, rendered, error), deployment, pods)

@@ -10,6 +10,9 @@ from pipeline_operator.children import (
     config_hash, config_map, config_volume, container_security_context, owner_reference,
     pod_security_context, runtime_manifest, secret_env, selector_labels, selector_string,
 )
+from pipeline_operator.render_volumes import (fetch_init_containers, file_env, file_volumes, step_mounts,
+                                              step_secret_refs)
+from pipeline_operator.rollout import model_annotations
 from step_runtime.spec.common import parse_spec
 from step_runtime.spec.pipelinestep import PipelineStepSpec
 
@@ -74,6 +77,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(HTTP_PORT),
                         "prometheus.io/path": "/metrics",
+                        **model_annotations(spec),
                     },
                 },
                 "spec": pod_spec(spec, config_map_name(name), settings),
@@ -89,7 +93,8 @@ def container_env(spec: PipelineStepSpec) -> list[dict[str, Any]]:
     """Identity, then one env var per referenced Secret key, then the user's env."""
     env = base_env()
     env.append({"name": "ALERTOPS_HTTP_PORT", "value": str(HTTP_PORT)})
-    env.extend(secret_env(spec.secret_refs()))
+    env.extend(file_env(spec))
+    env.extend(secret_env(step_secret_refs(spec)))
     for var in spec.env:
         if var.secret_key_ref is not None:
             env.append({"name": var.name, "valueFrom": {"secretKeyRef": {
@@ -102,7 +107,8 @@ def container_env(spec: PipelineStepSpec) -> list[dict[str, Any]]:
 def pod_spec(spec: PipelineStepSpec, cm_name: str, settings: RenderSettings) -> dict[str, Any]:
     """The pod of a step: `alertops run` on the mounted manifest, probed on its HTTP port."""
     resources = {k: v for k, v in (("requests", spec.resources.requests), ("limits", spec.resources.limits)) if v}
-    return {
+    image = spec.image or settings.default_image
+    pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         # A batch in flight is finished or abandoned (never half-committed) before exit.
@@ -110,7 +116,7 @@ def pod_spec(spec: PipelineStepSpec, cm_name: str, settings: RenderSettings) -> 
         "securityContext": pod_security_context(),
         "containers": [{
             "name": CONTAINER,
-            "image": spec.image or settings.default_image,
+            "image": image,
             "imagePullPolicy": settings.image_pull_policy,
             "command": ["alertops", "run", f"{CONFIG_DIR}/{CONFIG_FILE}"],
             "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
@@ -125,10 +131,17 @@ def pod_spec(spec: PipelineStepSpec, cm_name: str, settings: RenderSettings) -> 
                 "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3,
             },
             "securityContext": container_security_context(),
+            # A refused model or a crash at start: its one-line error becomes the status message.
+            "terminationMessagePolicy": "FallbackToLogsOnError",
             "volumeMounts": [
                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                 {"name": "tmp", "mountPath": "/tmp"},
+                *step_mounts(spec),
             ],
         }],
-        "volumes": [config_volume(cm_name), {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "volumes": [config_volume(cm_name), {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}, *file_volumes(spec)],
     }
+    init = fetch_init_containers(spec, image, settings.image_pull_policy, resources)
+    if init:
+        pod["initContainers"] = init
+    return pod

@@ -104,7 +104,9 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
 def pod_spec(spec: TrainingSetBuildSpec, cm_name: str, image: str, claim: str | None,
              extra_args: list[str], settings: RenderSettings) -> dict[str, Any]:
     """A build pod: `alertops build` on the mounted manifest, summary to the termination log."""
-    env = base_env() + [{"name": "ALERTOPS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_LOG}]
+    env = base_env() + [{"name": "ALERTOPS_TERMINATION_MESSAGE_PATH", "value": TERMINATION_LOG},
+                        # source/catalog files given by a uri are fetched into the pod's /tmp emptyDir
+                        {"name": "ALERTOPS_FETCH_DIR", "value": "/tmp/alertops-fetched"}]
     env += secret_env(spec.secret_refs())
     data_volume: dict[str, Any] = (
         {"name": "data", "persistentVolumeClaim": {"claimName": claim}} if claim

@@ -34,6 +34,16 @@ class Condition(SpecModel):
         default=None, ge=0, description="The metadata.generation this condition was set for.")
 
 
+class ReadyModel(SpecModel):
+    """A model that ready pods of the step run, from their pod template's annotations."""
+
+    classifier_name: str = Field(description="classifierName of the model.")
+    classifier_version: str = Field(description="classifierVersion of the model.")
+    sha256: str = Field(description="sha256 the pods pinned and loaded.")
+    source: str = Field(default="", description="Where it came from: its uri or path.")
+    ready_replicas: int = Field(ge=0, description="Ready pods running it.")
+
+
 class PipelineStepStatus(SpecModel):
     """What the operator observed of a PipelineStep's Deployment."""
 
@@ -53,6 +63,12 @@ class PipelineStepStatus(SpecModel):
     config_hash: str | None = Field(
         default=None, description="Hash of the rendered config (spec minus replicas and suspend).")
     last_error: str | None = Field(default=None, description="The last error a user can act on, if any.")
+    model_version: str | None = Field(default=None, description=(
+        "classifierVersion of the model every ready pod runs; mid-rollout, the versions ready pods run, joined by ', '."))
+    model_sha256: str | None = Field(default=None, description=(
+        "sha256 of the model file every ready pod loaded (null while ready pods run different files)."))
+    models: list[ReadyModel] = Field(default_factory=list, description=(
+        "Each model that ready pods run, with how many (a rollout shows the old and the new one)."))
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciling and Stalled.")
 
 

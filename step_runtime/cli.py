@@ -23,6 +23,7 @@ from step_runtime import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build": ("step_runtime.trainingset.command", "build a training set from a TrainingSetBuild manifest"),
     "run": ("step_runtime.step.command", "run a PipelineStep manifest (Kafka or files in, sinks out)"),
+    "fetch": ("step_runtime.storage.command", "fetch a PipelineStep's models and catalogs given by a uri (init container)"),
     "operator": ("pipeline_operator.command", "run the Kubernetes operator (kopf)"),
     "crds": ("pipeline_operator.crds_command", "print or write the CRDs generated from the spec models"),
 }

@@ -68,3 +68,11 @@ def schema_registry_auth(schema_registry_url: str) -> tuple[str, str] | None:
     """(user, password) of the test registry's HTTP basic auth; None when it runs without auth."""
     user = os.environ.get("ALERTOPS_SCHEMA_REGISTRY_USER")
     return None if user is None else (user, os.environ.get("ALERTOPS_SCHEMA_REGISTRY_PASSWORD", ""))
+
+
+@pytest.fixture(scope="session")
+def s3_store() -> dict[str, str]:
+    """The test object store's S3 endpoint and admin credentials (SeaweedFS)."""
+    return {"endpoint": _service("ALERTOPS_S3_ENDPOINT", "S3 object store"),
+            "access_key_id": os.environ.get("ALERTOPS_S3_ACCESS_KEY_ID", ""),
+            "secret_access_key": os.environ.get("ALERTOPS_S3_SECRET_ACCESS_KEY", "")}

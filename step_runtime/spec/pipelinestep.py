@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from step_runtime.spec.common import OneOf, ResourcesSpec, SecretKeyRef, SpecModel, find_secret_refs
 
@@ -25,6 +25,14 @@ PYTHON_FUNCTION = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]
 MessageFormat = Literal["ztf-avro", "lsst-avro", "avro", "json"]
 ALERT_FORMATS = ("ztf-avro", "lsst-avro")
 HTTP_URL = r"^https?://[^\s/$.?#][^\s]*$"
+# Where a model or catalog is fetched from: an S3 object (bucket names as S3 allows them), an
+# HTTP(S) URL, or a file on a PersistentVolumeClaim (claim names are DNS subdomains).
+FILE_URI = (r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]+|https?://[^\s/$.?#][^\s]*"
+            r"|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^\s]+)$")
+# A Kubernetes quantity of bytes (1Gi, 500Mi, 2G, 1048576).
+BYTES_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|K|M|G|T)?$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,10 +154,53 @@ class FeaturesProcessor(SpecModel):
         "Detections a band needs before its statistics are computed; fewer gives NaN."))
 
 
+class S3Access(SpecModel):
+    """How to reach the S3-compatible object store of an s3:// URI (AWS S3, SeaweedFS, MinIO, Ceph...)."""
+
+    endpoint: str | None = Field(None, pattern=HTTP_URL, max_length=2048, description=(
+        "The store's S3 API, e.g. http://seaweedfs-s3.storage.svc:8333; absent means AWS S3 in `region`."))
+    region: str = Field("us-east-1", min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$",
+                        description="Region the request is signed for.")
+    access_key_id: SecretKeyRef | None = Field(None, description="Secret key holding the access key id.")
+    secret_access_key: SecretKeyRef | None = Field(None, description="Secret key holding the secret access key.")
+    addressing_style: Literal["path", "virtual"] = Field("path", description=(
+        "path: <endpoint>/<bucket>/<key> (SeaweedFS, MinIO, Ceph); virtual: <bucket>.<endpoint>/<key> (AWS)."))
+
+    @model_validator(mode="after")
+    def _check(self) -> "S3Access":
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("s3 needs both accessKeyId and secretAccessKey, or neither (anonymous reads)")
+        return self
+
+
+def _uri_shape(value: object) -> object:
+    """A clear message for a URI of another scheme (the pattern alone would print itself)."""
+    if isinstance(value, str):
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme not in ("s3", "http", "https", "pvc"):
+            raise ValueError(f"expected s3://bucket/key, https://host/path or pvc://claim/path (got {value!r})")
+    return value
+
+
+def _check_uri_access(uri: str | None, s3: S3Access | None) -> None:
+    if s3 is not None and not (uri or "").startswith("s3://"):
+        raise ValueError("s3 sets how an s3:// uri is fetched: it needs uri: s3://bucket/key")
+
+
 class ModelProcessor(SpecModel):
     """A scikit-learn classifier loaded with joblib only after its sha256 matches `sha256`."""
 
-    path: str = Field(min_length=1, description="joblib file of the estimator (in the image or a mounted volume).")
+    NAME = "model"
+    ONE_OF = (("path", "uri"),)
+
+    path: str | None = Field(None, min_length=1, description=(
+        "joblib file of the estimator, in the image or a mounted volume (spec.volumeMounts). "
+        "Exactly one of path or uri."))
+    uri: str | None = Field(None, pattern=FILE_URI, max_length=2048, description=(
+        "Where the joblib file is fetched from: s3://bucket/key (see s3), https://... or pvc://claim/path "
+        "(the PersistentVolumeClaim is mounted read-only). Fetched once per pod, before the step starts, "
+        "and refused unless its sha256 is `sha256`. Exactly one of path or uri."))
+    s3: S3Access | None = Field(None, description="Endpoint, region and credentials of an s3:// uri.")
     sha256: str = Field(pattern=SHA256_HEX, description="Pinned sha256 of the file (64 lowercase hex digits).")
     classifier_name: str = Field(min_length=1, max_length=200, description="Name written with every probability.")
     classifier_version: str = Field(min_length=1, max_length=200, description="Version written with every probability.")
@@ -159,11 +210,29 @@ class ModelProcessor(SpecModel):
         "alert: compute features from the alert with the features processor's code; "
         "message: the message already holds the named features (output of a features step)."))
 
+    _uri = field_validator("uri", mode="before")(staticmethod(_uri_shape))
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelProcessor":
+        _check_uri_access(self.uri, self.s3)
+        return self
+
 
 class CrossmatchProcessor(SpecModel):
     """Attach the nearest catalog object within a radius (catalog loaded once, tree cached)."""
 
-    catalog: str = Field(min_length=1, description="Catalog file (Parquet, CSV, or CSV.bz2/.gz).")
+    NAME = "crossmatch"
+    ONE_OF = (("catalog", "uri"),)
+
+    catalog: str | None = Field(None, min_length=1, description=(
+        "Catalog file (Parquet, CSV, or CSV.bz2/.gz) in the image or a mounted volume. Exactly one of "
+        "catalog or uri."))
+    uri: str | None = Field(None, pattern=FILE_URI, max_length=2048, description=(
+        "Where the catalog is fetched from: s3://bucket/key (see s3), https://... or pvc://claim/path. "
+        "Exactly one of catalog or uri."))
+    s3: S3Access | None = Field(None, description="Endpoint, region and credentials of an s3:// uri.")
+    sha256: str | None = Field(None, pattern=SHA256_HEX, description=(
+        "Pinned sha256 of the catalog file: when set, a file that does not match is refused."))
     ra_column: str = Field("ra", min_length=1, description="Catalog right-ascension column, degrees.")
     dec_column: str = Field("dec", min_length=1, description="Catalog declination column, degrees.")
     id_column: str = Field(min_length=1, description="Catalog column identifying the matched object.")
@@ -171,6 +240,13 @@ class CrossmatchProcessor(SpecModel):
     radius_arcsec: float = Field(gt=0, le=3600, description="Match radius in arcseconds.")
     prefix: str = Field("xm_", max_length=32, pattern=r"^[A-Za-z0-9_]*$",
                         description="Prefix of the output columns taken from the catalog.")
+
+    _uri = field_validator("uri", mode="before")(staticmethod(_uri_shape))
+
+    @model_validator(mode="after")
+    def _check(self) -> "CrossmatchProcessor":
+        _check_uri_access(self.uri, self.s3)
+        return self
 
 
 class PythonProcessor(SpecModel):
@@ -365,6 +441,97 @@ class RetrySpec(SpecModel):
     max_backoff_ms: int = Field(10_000, ge=1, le=3_600_000, description="Longest wait between attempts.")
 
 
+class FetchSpec(SpecModel):
+    """How files given by a uri (processor.model.uri, processor.crossmatch.uri) are fetched into the pod."""
+
+    size_limit: str = Field("1Gi", pattern=BYTES_QUANTITY, description=(
+        "Most bytes the fetched files may take together (a Kubernetes quantity): the size of the emptyDir "
+        "they are fetched into; a larger object is refused before it is downloaded."))
+    timeout_seconds: int = Field(600, ge=1, le=86_400, description=(
+        "Deadline of the fetch of one file, every attempt included."))
+    attempts: int = Field(5, ge=1, le=100, description=(
+        "Attempts at a file while the store is unreachable, times out or answers 5xx (backoff 1, 2, 4... s, "
+        "at most 30 s). A missing object, refused credentials or a wrong sha256 fail at once."))
+
+
+class PvcVolumeSource(SpecModel):
+    """A PersistentVolumeClaim of the step's namespace."""
+
+    claim_name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the claim.")
+    read_only: bool = Field(False, description="Mount the claim read-only.")
+
+
+class ConfigMapVolumeSource(SpecModel):
+    """The keys of a ConfigMap as files."""
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the ConfigMap.")
+    optional: bool = Field(False, description="Start even when the ConfigMap does not exist.")
+
+
+class SecretVolumeSource(SpecModel):
+    """The keys of a Secret as files (updated in place when the Secret changes)."""
+
+    secret_name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the Secret.")
+    optional: bool = Field(False, description="Start even when the Secret does not exist.")
+
+
+class EmptyDirVolumeSource(SpecModel):
+    """Scratch space that lives as long as the pod."""
+
+    size_limit: str | None = Field(None, pattern=BYTES_QUANTITY, description="Most bytes it may hold, e.g. 2Gi.")
+    medium: Literal["", "Memory"] = Field("", description="\"\" (the node's disk) or Memory (tmpfs).")
+
+
+# Volume names and mount paths the operator uses itself (the manifest, /tmp, fetched files, pvc://).
+RESERVED_VOLUMES = ("config", "tmp", "fetched")
+RESERVED_VOLUME_PREFIX = "pvc-"
+RUNTIME_DIRS = ("/etc/alertops", "/tmp", "/var/lib/alertops")
+
+
+class Volume(OneOf):
+    """A volume of the step's pods: exactly one of persistentVolumeClaim, configMap, secret, emptyDir
+    (the kinds the restricted Pod Security Standard allows; field names as in a pod spec)."""
+
+    NAME = "volume"
+    NOT_CHOICES = frozenset({"name"})
+    name: str = Field(max_length=63, pattern=DNS_LABEL, description="Name that volumeMounts refer to.")
+    persistent_volume_claim: PvcVolumeSource | None = Field(None, description="A PersistentVolumeClaim.")
+    config_map: ConfigMapVolumeSource | None = Field(None, description="A ConfigMap's keys as files.")
+    secret: SecretVolumeSource | None = Field(None, description="A Secret's keys as files.")
+    empty_dir: EmptyDirVolumeSource | None = Field(None, description="Scratch space for the pod's life.")
+
+    def one_of_name(self) -> str:
+        return f"volume {self.name}"
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> "Volume":
+        if self.name in RESERVED_VOLUMES or self.name.startswith(RESERVED_VOLUME_PREFIX):
+            raise ValueError(f"volume name {self.name!r} is the operator's own (reserved: "
+                             f"{', '.join(RESERVED_VOLUMES)}, {RESERVED_VOLUME_PREFIX}*): choose another")
+        return self
+
+
+class VolumeMount(SpecModel):
+    """Where a volume appears in the step container."""
+
+    name: str = Field(max_length=63, pattern=DNS_LABEL, description="Name of a volume in spec.volumes.")
+    mount_path: str = Field(max_length=1024, pattern=r"^/([^:]*[^/:])?$", description=(
+        "Absolute path in the container (no trailing /)."))
+    sub_path: str | None = Field(None, max_length=1024, pattern=r"^[^/][^:]*$", description=(
+        "A file or folder of the volume to mount instead of its root (relative, no ..)."))
+    read_only: bool = Field(False, description="Mount read-only.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "VolumeMount":
+        path = self.mount_path
+        for d in RUNTIME_DIRS:
+            if path == d or path.startswith(d + "/") or d.startswith(path if path == "/" else path + "/"):
+                raise ValueError(f"mountPath {path!r} overlaps {d}, which the runtime uses itself")
+        if self.sub_path is not None and ".." in self.sub_path.split("/"):
+            raise ValueError(f"subPath {self.sub_path!r} may not contain ..")
+        return self
+
+
 class PipelineStepSpec(SpecModel):
     """A pipeline step: source -> decode -> validate -> process -> sinks -> commit."""
 
@@ -383,6 +550,17 @@ class PipelineStepSpec(SpecModel):
     retry: RetrySpec = Field(default_factory=RetrySpec, description="Backoff while a sink is down.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Container resources.")
     env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Extra environment variables.")
+    volumes: list[Volume] = Field(default_factory=list, max_length=32, description=(
+        "Volumes of the pods (PersistentVolumeClaim, ConfigMap, Secret, emptyDir); mount them with volumeMounts."))
+    volume_mounts: list[VolumeMount] = Field(default_factory=list, max_length=32, description=(
+        "Where the volumes appear in the step container (a model or catalog path can then point there)."))
+    fetch: FetchSpec = Field(default_factory=FetchSpec, description=(
+        "Size limit, deadline and attempts of fetching the files given by a uri."))
+    shadow_of: str | None = Field(None, max_length=253, pattern=DNS_SUBDOMAIN, description=(
+        "Name of the PipelineStep (same namespace) this step shadows: it reads the same topic with its own "
+        "consumer group to try a new model beside the old one. The operator refuses a shadow that would write "
+        "where that step writes (a Kafka topic, a MongoDB collection, a file, or PostgreSQL rows of the same "
+        "classifier version) or that shares its consumer group."))
 
     @model_validator(mode="after")
     def _check(self) -> "PipelineStepSpec":
@@ -390,7 +568,22 @@ class PipelineStepSpec(SpecModel):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"sinks: names must be unique (repeated: {sorted(dup)})")
+        _check_volumes(self.volumes, self.volume_mounts)
         return self
+
+    def file_sources(self) -> list[tuple[str, "ModelProcessor | CrossmatchProcessor"]]:
+        """The processor settings that name a file by path or uri, with their spec field path."""
+        p = self.processor
+        found: list[tuple[str, ModelProcessor | CrossmatchProcessor]] = []
+        if p.model is not None:
+            found.append(("spec.processor.model", p.model))
+        if p.crossmatch is not None:
+            found.append(("spec.processor.crossmatch", p.crossmatch))
+        return found
+
+    def fetch_secret_refs(self) -> list[SecretKeyRef]:
+        """The Secret keys only the fetch needs (object-store credentials)."""
+        return find_secret_refs([s.s3 for _, s in self.file_sources() if s.s3 is not None])
 
     def secret_refs(self) -> list[SecretKeyRef]:
         """Every SecretKeyRef the runtime will read, so the operator can render their env vars.
@@ -398,3 +591,18 @@ class PipelineStepSpec(SpecModel):
         `env[].secretKeyRef` is left out: those are rendered under the env var's own name.
         """
         return find_secret_refs(self, skip=frozenset({"env"}))
+
+
+def _check_volumes(volumes: list[Volume], mounts: list[VolumeMount]) -> None:
+    names = [v.name for v in volumes]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"volumes: names must be unique (repeated: {dup})")
+    for i, m in enumerate(mounts):
+        if m.name not in names:
+            raise ValueError(f"volumeMounts[{i}].name: no volume named {m.name!r} in spec.volumes "
+                             f"(volumes: {names or 'none'})")
+    paths = [m.mount_path for m in mounts]
+    dup = sorted({p for p in paths if paths.count(p) > 1})
+    if dup:
+        raise ValueError(f"volumeMounts: mountPath must be unique (repeated: {dup})")

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from step_runtime.spec.common import ResourcesSpec, SecretKeyRef, SpecModel, find_secret_refs
+from step_runtime.spec.pipelinestep import FILE_URI, SHA256_HEX, S3Access, _check_uri_access, _uri_shape
 
 KIND = "TrainingSetBuild"
 
@@ -51,6 +52,12 @@ class TableSpec(SpecModel):
                     "Compression (gzip, bz2) is detected from the file's bytes, not its name.",
     )
     query: PostgresQuery | None = Field(default=None, description="Read the table from PostgreSQL instead of a file.")
+    uri: str | None = Field(default=None, pattern=FILE_URI, max_length=2048, description=(
+        "Fetch the file first: s3://bucket/key (see s3) or https://...; each build pod fetches it once, before "
+        "reading (a file on the build's dataVolumeClaim is a path under /data)."))
+    s3: S3Access | None = Field(default=None, description="Endpoint, region and credentials of an s3:// uri.")
+    sha256: str | None = Field(default=None, pattern=SHA256_HEX, description=(
+        "Pinned sha256 of the file (path or uri): a file that does not match is refused."))
     format: TableFormat = Field(
         default="auto",
         description="File format; auto picks it from the name (.csv .tsv .parquet .fits .vot/.xml .dat/.txt) and content.",
@@ -73,7 +80,19 @@ class TableSpec(SpecModel):
     )
     carry: list[str] = Field(default_factory=list, description="Extra columns copied into the output rows.")
 
-    ONE_OF: ClassVar[tuple[tuple[str, ...], ...]] = (("path", "query"),)
+    ONE_OF: ClassVar[tuple[tuple[str, ...], ...]] = (("path", "query", "uri"),)
+
+    _uri = field_validator("uri", mode="before")(staticmethod(_uri_shape))
+
+    @model_validator(mode="after")
+    def _check_location(self) -> "TableSpec":
+        if self.query is not None and self.sha256 is not None:
+            raise ValueError("sha256 pins a file (path or uri), not a query")
+        _check_uri_access(self.uri, self.s3)
+        if self.uri is not None and self.uri.startswith("pvc://"):
+            raise ValueError("a build reads its claim (spec.dataVolumeClaim) at /data: give path: /data/..., "
+                             "not a pvc:// uri")
+        return self
 
 
 class SourceSpec(TableSpec):
@@ -86,7 +105,7 @@ class CatalogSpec(TableSpec):
     """A labeled catalog crossmatched against the source."""
 
     NAME = "catalog"
-    ONE_OF = (("path", "query"), ("label_column", "label"))
+    ONE_OF = (("path", "query", "uri"), ("label_column", "label"))
 
     name: str = Field(pattern=NAME_PATTERN,
                       description="Short name of the catalog (lowercase, digits, _); prefixes its output columns.")

@@ -53,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.step.processors import build_processor
     from step_runtime.step.sinks import build_sink
     from step_runtime.step.sources import build_schema_cache, build_source
+    from step_runtime.storage.fetch import FetchPolicy
 
     setup_logging(args.log_level)
     log = logging.getLogger("alertops.step")
@@ -74,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
         schema_path = schema_path if schema_path.is_absolute() else base_dir / schema_path
     survey = survey_of(src.format)
     try:
-        processor = build_processor(spec.processor, base_dir, survey)
+        processor = build_processor(spec.processor, base_dir, survey, FetchPolicy.from_spec(spec.fetch))
         # Alert processors declare the alert fields they read: the decoder builds only those (and
         # what validation and the alert filter read). The python processor gets whole records.
         gate = None

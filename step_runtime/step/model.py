@@ -21,23 +21,31 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_pinned_model(path: Path, pinned_sha256: str) -> Any:
-    """joblib-load `path` only if its sha256 equals the pinned one (unpickling runs code)."""
+def pin_refusal(field: str, shown: str, actual: str, pinned: str) -> str:
+    """The message refusing a file whose sha256 is not the pinned one: it names both hashes."""
+    return f"{field}.sha256: refusing to load {shown}: its sha256 is {actual}, the spec pins {pinned}"
+
+
+def load_pinned_model(path: Path, pinned_sha256: str, shown: str | None = None) -> Any:
+    """joblib-load `path` only if its sha256 equals the pinned one (unpickling runs code).
+
+    `shown` names the file in messages (the URI it was fetched from); default: the path.
+    """
+    name = shown or str(path)
     if not path.is_file():
-        raise ModelError(f"spec.processor.model.path: model file {path} does not exist")
+        where = f" (fetched to {path})" if shown else ""
+        raise ModelError(f"spec.processor.model.{'uri' if shown else 'path'}: model file {name}{where} does not exist")
     actual = file_sha256(path)
     if actual != pinned_sha256.lower():
-        raise ModelError(
-            f"spec.processor.model.sha256: refusing to load {path}: its sha256 is {actual}, "
-            f"the spec pins {pinned_sha256}")
+        raise ModelError(pin_refusal("spec.processor.model", name, actual, pinned_sha256))
     import joblib
 
     try:
         model = joblib.load(path)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"spec.processor.model.path: cannot load {path}: {load_failure(path, exc)}") from None
+        raise ModelError(f"spec.processor.model.path: cannot load {name}: {load_failure(path, exc)}") from None
     if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
-        raise ModelError(f"spec.processor.model.path: {path} holds a {type(model).__name__}, "
+        raise ModelError(f"spec.processor.model.path: {name} holds a {type(model).__name__}, "
                          "expected a fitted classifier with predict_proba and classes_")
     return model
 
@@ -91,8 +99,12 @@ def model_feature_names(model: Any, configured: Sequence[str]) -> list[str]:
     learned = [str(n) for n in getattr(model, "feature_names_in_", [])]
     if configured:
         if learned and list(configured) != learned:
+            missing = [n for n in learned if n not in configured]
+            extra = [n for n in configured if n not in learned]
+            how = (f"missing {missing}, extra {extra}" if missing or extra
+                   else "the same names in another order")
             raise ModelError(f"spec.processor.model.features: {list(configured)} differ from the "
-                             f"features the model was trained on: {learned}")
+                             f"features the model was trained on: {learned} ({how})")
         return list(configured)
     if not learned:
         raise ModelError("spec.processor.model.features: empty, and the model has no feature_names_in_; "

@@ -36,11 +36,11 @@ def input_paths(spec: PipelineStepSpec, base_dir: Path, output_base: Path) -> li
             found.append(NamedPath("spec.source.files.path", _anchored(source.path, base_dir)))
         if source.schema_path:
             found.append(NamedPath(f"spec.source.{kind}.schemaPath", _anchored(source.schema_path, base_dir)))
-    if spec.processor.model is not None:
-        found.append(NamedPath("spec.processor.model.path", _anchored(spec.processor.model.path, base_dir)))
-    if spec.processor.crossmatch is not None:
-        found.append(NamedPath("spec.processor.crossmatch.catalog",
-                               _anchored(spec.processor.crossmatch.catalog, base_dir)))
+    from step_runtime.storage.fetch import local_path
+
+    for field, settings in spec.file_sources():  # a model or catalog: by path, or where its uri lands
+        name = "uri" if settings.uri else "catalog" if field.endswith("crossmatch") else "path"
+        found.append(NamedPath(f"{field}.{name}", absolute(local_path(settings, base_dir))))
     for i, sink in enumerate(spec.sinks):
         if sink.kafka is not None and sink.kafka.schema_path:
             found.append(NamedPath(f"spec.sinks[{i}].kafka.schemaPath", _anchored(sink.kafka.schema_path, output_base)))

@@ -16,10 +16,11 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from step_runtime.spec.pipelinestep import (CrossmatchProcessor, FeaturesProcessor, ModelProcessor,
+from step_runtime.spec.pipelinestep import (CrossmatchProcessor, FeaturesProcessor, FetchSpec, ModelProcessor,
                                             ProcessorSpec, PythonProcessor)
 from step_runtime.step import features
 from step_runtime.step.alert_model import Survey
+from step_runtime.storage.fetch import FetchPolicy
 from step_runtime.step.model import ModelError, load_pinned_model, model_feature_names, ranked_probabilities
 
 Failure = tuple[int, str]  # (index in the batch's records, error)
@@ -63,7 +64,8 @@ class FeaturesStep:
 
     reads = features.READS
 
-    def __init__(self, spec: FeaturesProcessor, base_dir: Path, survey: Survey | None) -> None:
+    def __init__(self, spec: FeaturesProcessor, base_dir: Path, survey: Survey | None,
+                 fetch: FetchPolicy | None = None) -> None:
         self.survey = _need_survey(survey, "features")
         self.min_detections = spec.min_detections
 
@@ -79,12 +81,12 @@ class FeaturesStep:
 class ModelStep:
     """Every class probability of a pinned classifier, with its ranking."""
 
-    def __init__(self, spec: ModelProcessor, base_dir: Path, survey: Survey | None) -> None:
-        path = Path(spec.path)
-        path = path if path.is_absolute() else base_dir / path
+    def __init__(self, spec: ModelProcessor, base_dir: Path, survey: Survey | None,
+                 fetch: FetchPolicy | None = None) -> None:
+        path = _local_file("spec.processor.model", spec, base_dir, fetch)
         self.from_alert = spec.features_from == "alert"
         self.survey = _need_survey(survey, "model (featuresFrom: alert)") if self.from_alert else None
-        self.model = load_pinned_model(path, spec.sha256)
+        self.model = load_pinned_model(path, spec.sha256, spec.uri)
         self.features = model_feature_names(self.model, spec.features)
         self.name = spec.classifier_name
         self.version = spec.classifier_version
@@ -93,8 +95,10 @@ class ModelStep:
             produced = features.feature_names(self.survey.bands, _flux_survey(self.survey))
             missing = [n for n in self.features if n not in produced]
             if missing:
+                extra = [n for n in produced if n not in self.features]
                 raise ModelError(f"spec.processor.model: the model needs features {missing} that the features of "
-                                 f"{self.survey.name} alerts do not include (they are: {', '.join(produced)})")
+                                 f"{self.survey.name} alerts do not include (missing); this step produces {extra} "
+                                 f"that the model does not take (extra); all it produces: {', '.join(produced)}")
         self.classes = [str(c) for c in self.model.classes_]
         from threadpoolctl import ThreadpoolController
 
@@ -187,13 +191,18 @@ class CrossmatchStep:
 
     reads = frozenset({"source.sourceId", "source.ra", "source.dec", "source.mjd"})
 
-    def __init__(self, spec: CrossmatchProcessor, base_dir: Path, survey: Survey | None) -> None:
+    def __init__(self, spec: CrossmatchProcessor, base_dir: Path, survey: Survey | None,
+                 fetch: FetchPolicy | None = None) -> None:
         from step_runtime.crossmatch import SkyIndex
+        from step_runtime.storage.fetch import FetchError, verify_in_place
 
         self.survey = _need_survey(survey, "crossmatch")
 
-        path = Path(spec.catalog)
-        path = path if path.is_absolute() else base_dir / path
+        path = _local_file("spec.processor.crossmatch", spec, base_dir, fetch)
+        try:
+            verify_in_place("spec.processor.crossmatch", spec, path)
+        except FetchError as exc:
+            raise ValueError(str(exc)) from None
         table = read_catalog(path, [spec.ra_column, spec.dec_column, spec.id_column, *spec.columns])
         self.ids = table[spec.id_column].to_numpy()
         self.extra = {c: table[c].to_numpy() for c in spec.columns}
@@ -230,6 +239,18 @@ class CrossmatchStep:
         return _rows(cols, len(records)), []
 
 
+def _local_file(field: str, spec: ModelProcessor | CrossmatchProcessor, base_dir: Path,
+                fetch: FetchPolicy | None) -> Path:
+    """The local path of a model or catalog, fetched first when it is a URI not fetched yet
+    (in a pod the init container has fetched it; a local run fetches it here)."""
+    from step_runtime.storage.fetch import FetchError, ensure_local
+
+    try:
+        return ensure_local(field, spec, base_dir, fetch or FetchPolicy.from_spec(FetchSpec()))
+    except FetchError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def read_catalog(path: Path, columns: list[str]) -> Any:
     """A catalog as a DataFrame (Parquet, or CSV with any compression pandas infers)."""
     import pandas as pd
@@ -254,7 +275,8 @@ class PythonStep:
 
     reads = None
 
-    def __init__(self, spec: PythonProcessor, base_dir: Path, survey: Survey | None = None) -> None:
+    def __init__(self, spec: PythonProcessor, base_dir: Path, survey: Survey | None = None,
+                 fetch: FetchPolicy | None = None) -> None:
         if spec.path:
             extra = Path(spec.path)
             extra = extra if extra.is_absolute() else base_dir / extra
@@ -283,13 +305,15 @@ class PythonStep:
         return self._call(records), []
 
 
-# A builder for every choice of ProcessorSpec, all called (spec, base_dir, survey): the choices are
-# stated once, by ProcessorSpec's fields (a unit test checks that the two sets are the same).
+# A builder for every choice of ProcessorSpec, all called (spec, base_dir, survey, fetch): the
+# choices are stated once, by ProcessorSpec's fields (a unit test checks that the sets are equal).
 PROCESSORS: dict[str, Callable[..., Processor]] = {
     "model": ModelStep, "crossmatch": CrossmatchStep, "features": FeaturesStep, "python": PythonStep}
 
 
-def build_processor(spec: ProcessorSpec, base_dir: Path, survey: Survey | None) -> Processor:
+def build_processor(spec: ProcessorSpec, base_dir: Path, survey: Survey | None,
+                    fetch: FetchPolicy | None = None) -> Processor:
     """The processor the spec chooses, for alerts of `survey` (None: the source carries messages);
-    relative paths resolve against the manifest's folder."""
-    return PROCESSORS[spec.kind()](spec.chosen(), base_dir, survey)
+    relative paths resolve against the manifest's folder; files given by a uri and not fetched
+    yet are fetched under `fetch` (spec.fetch)."""
+    return PROCESSORS[spec.kind()](spec.chosen(), base_dir, survey, fetch)

@@ -131,7 +131,7 @@ def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str, w
     keeps only the rows with a final label, as builds did before.
     """
     prefix = f"catalogs[{index}]"
-    frame, origin = read_table(spec, base_dir, _needed_columns(spec, prefix))
+    frame, origin = read_table(spec, base_dir, _needed_columns(spec, prefix), f"spec.{prefix}")
     where = f"{origin} (catalog {spec.name!r})"
     if frame.num_rows == 0:
         raise BuildError(f"{where}: the catalog is empty")

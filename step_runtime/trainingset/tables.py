@@ -52,7 +52,24 @@ def secret_value(ref: SecretKeyRef) -> str:
     return value
 
 
-def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str]) -> tuple[pa.Table, str]:
+def _local_file(spec: TableSpec, base_dir: Path, field: str) -> Path:
+    """The file of a table given by path or uri (fetched first, once), checked against its pin."""
+    from step_runtime.spec.pipelinestep import FetchSpec
+    from step_runtime.storage.fetch import FetchError, FetchPolicy, ensure_local, verify_in_place
+
+    if spec.uri is None and spec.sha256 is None:
+        return resolve_path(spec.path or "", base_dir)
+    try:
+        path = (ensure_local(field, spec, base_dir, FetchPolicy.from_spec(FetchSpec())) if spec.uri is not None
+                else resolve_path(spec.path or "", base_dir))
+        verify_in_place(field, spec, path)
+    except FetchError as exc:
+        raise BuildError(str(exc)) from None
+    return path
+
+
+def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str],
+               field: str = "spec.source") -> tuple[pa.Table, str]:
     """Read the table `spec` describes, keeping the `needed` columns (column -> spec field, for errors).
 
     Returns an Arrow table (rows in file order, only the needed columns, dictionary columns
@@ -63,14 +80,14 @@ def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str]) -> tuple
         table = _read_query(spec.query, origin)
         columns = table.column_names
     else:
-        path = resolve_path(spec.path or "", base_dir)
-        origin = str(path)
+        path = _local_file(spec, base_dir, field)
+        origin = spec.uri or str(path)
         table, columns = _read_file(path, spec.format, spec.column_names, set(needed))
-    missing = [(col, field) for col, field in needed.items() if col not in table.column_names]
+    missing = [(col, spec_field) for col, spec_field in needed.items() if col not in table.column_names]
     if missing:
-        col, field = missing[0]
+        col, spec_field = missing[0]
         shown = ", ".join(repr(c) for c in list(columns)[:40])
-        raise BuildError(f"{origin}: no column {col!r} (from spec.{field}); columns are: {shown}")
+        raise BuildError(f"{origin}: no column {col!r} (from spec.{spec_field}); columns are: {shown}")
     table = table.select(list(dict.fromkeys(needed)))
     for i, column in enumerate(table.columns):
         if pa.types.is_dictionary(column.type):

@@ -87,7 +87,7 @@ INVALID = [
      ["spec.catalogs[0]", "exactly one of labelColumn or label"]),
     ("build path and query", edit(VALID_BUILD, "spec.source.query", {"dsn": {"name": "pg", "key": "dsn"},
                                                                         "sql": "select 1"}),
-     ["spec.source", "exactly one of path or query"]),
+     ["spec.source", "exactly one of path, query, uri"]),
     ("build zero parallelism", edit(VALID_BUILD, "spec.parallelism", 0),
      ["spec.parallelism", "greater than or equal to 1"]),
     ("build duplicate catalogs", edit(VALID_BUILD, "spec.catalogs", VALID_BUILD["spec"]["catalogs"] * 2),

@@ -45,7 +45,7 @@ def test_example_becomes_a_ready_deployment(kubectl: Kubectl, operator: Operator
 
     table = kubectl.run("get", "pipelinesteps", "-n", namespace).stdout
     header = table.splitlines()[0].split()
-    assert header[:6] == ["NAME", "READY", "PHASE", "REPLICAS", "PROCESSOR", "AGE"]
+    assert header[:7] == ["NAME", "READY", "PHASE", "REPLICAS", "PROCESSOR", "MODEL", "AGE"]
     row = table.splitlines()[1].split()
     assert row[:5] == ["ztf-features", "True", "Running", "2/2", "features"]
     assert "ztf-features" in kubectl.run("get", "alertops", "-n", namespace).stdout

@@ -124,7 +124,7 @@ def test_pipelinestep_crd_shape():
                                                 "statusReplicasPath": ".status.replicas",
                                                 "labelSelectorPath": ".status.selector"}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns[:5] == ["Ready", "Phase", "Replicas", "Processor", "Age"]
+    assert columns[:6] == ["Ready", "Phase", "Replicas", "Processor", "Model", "Age"]
     schema = version["schema"]["openAPIV3Schema"]["properties"]
     assert schema["spec"]["properties"]["replicas"]["minimum"] == 0
     processor_rules = schema["spec"]["properties"]["processor"]["x-kubernetes-validations"]

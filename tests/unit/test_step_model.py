@@ -89,3 +89,35 @@ def test_a_model_needing_features_the_survey_lacks_is_refused_at_start() -> None
                           features_from="alert")
     with pytest.raises(ValueError, match="reads alerts: the source format must be ztf-avro or lsst-avro"):
         ModelStep(spec, ROOT, None)
+
+
+def _model_on(tmp_path: Path, names: list[str]) -> tuple[Path, str]:
+    import joblib
+    import pandas as pd
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = pd.DataFrame({n: [0.0, 1.0, 2.0, 3.0] for n in names})
+    path = tmp_path / "m.joblib"
+    joblib.dump(DecisionTreeClassifier().fit(X, ["a", "b", "a", "b"]), path)
+    return path, file_sha256(path)
+
+
+def test_a_model_trained_on_other_features_is_refused_naming_missing_and_extra(tmp_path: Path) -> None:
+    path, sha = _model_on(tmp_path, ["mean_mag_g", "period", "g_r_mean"])
+    spec = ModelProcessor(path=str(path), sha256=sha, classifier_name="m", classifier_version="1")
+    with pytest.raises(ModelError) as err:
+        ModelStep(spec, ROOT, ZTF)
+    text = str(err.value)
+    assert "needs features ['period']" in text and "(missing)" in text
+    assert "'n_det_g'" in text and "(extra)" in text and "'mean_mag_g'" not in text.split("(missing)")[1].split("(extra)")[0]
+
+
+def test_listed_features_that_differ_from_the_model_name_missing_and_extra(tmp_path: Path) -> None:
+    path, sha = _model_on(tmp_path, ["mean_mag_g", "g_r_mean"])
+    spec = ModelProcessor(path=str(path), sha256=sha, classifier_name="m", classifier_version="1",
+                          features=["mean_mag_g", "mean_mag_r"], features_from="message")
+    with pytest.raises(ModelError, match=r"missing \['g_r_mean'\], extra \['mean_mag_r'\]"):
+        ModelStep(spec, ROOT, None)
+    spec.features = ["g_r_mean", "mean_mag_g"]
+    with pytest.raises(ModelError, match="the same names in another order"):
+        ModelStep(spec, ROOT, None)
