@@ -10,13 +10,14 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell printf '%s' "$(CURDIR)" | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test unit testenv-up testenv-down testenv-status crds clean-venv
+.PHONY: install demo test unit lint testenv-up testenv-down testenv-status crds clean-venv
 
 $(STAMP): pyproject.toml
 	@mkdir -p $(CACHE)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	@$(VENV)/bin/python -m pip install -q --upgrade pip
+	@# setuptools warns about every editable install of a flat layout; nothing for a user to do
+	@PYTHONWARNINGS=ignore $(VENV)/bin/python -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -26,8 +27,13 @@ install: $(STAMP)
 demo: install
 	@scripts/demo $(VENV)
 
-## test: install, bring up the real test environment, run the whole suite
-test: install
+## lint: ruff (the rules in pyproject.toml) and mypy (strict on the spec models and the operator)
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+## test: install, lint, bring up the real test environment, run the whole suite
+test: install lint
 	scripts/testenv up
 	@set -o pipefail; eval "$$(scripts/testenv env)"; \
 	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \

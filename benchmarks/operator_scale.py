@@ -30,8 +30,14 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from operator_harness import (  # noqa: E402
-    OPERATOR_SA, REPO, Kubectl, OperatorProcess, condition, service_account_kubeconfig, step_manifest,
+from operator_harness import (
+    OPERATOR_SA,
+    REPO,
+    Kubectl,
+    OperatorProcess,
+    condition,
+    service_account_kubeconfig,
+    step_manifest,
 )
 
 FLOW_SCHEMA = "alertops-operator-benchmark"

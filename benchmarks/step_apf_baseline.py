@@ -24,11 +24,11 @@ from apf.consumers import KafkaConsumer  # noqa: E402
 from apf.core.step import GenericStep  # noqa: E402
 
 from step_runtime.spec.pipelinestep import ModelProcessor, MongoSink, PostgresSink  # noqa: E402
+from step_runtime.step import alert_model  # noqa: E402
+from step_runtime.step.features import READS  # noqa: E402
 from step_runtime.step.processors import ModelStep  # noqa: E402
 from step_runtime.step.sinks.mongodb import MongoSinkWriter  # noqa: E402
 from step_runtime.step.sinks.postgres import PostgresSinkWriter  # noqa: E402
-from step_runtime.step import alert_model  # noqa: E402
-from step_runtime.step.features import READS  # noqa: E402
 from step_runtime.step.validate import VALIDATED_FIELDS, ValidationError, validate_alert  # noqa: E402
 
 

@@ -63,7 +63,7 @@ def ensure_apf() -> None:
 LSST = ROOT / "examples" / "data" / "lsst"
 
 
-def synthetic(survey: str, n: int):  # noqa: ANN201 - an iterator of (oid, source id, packet)
+def synthetic(survey: str, n: int):
     """n alerts of the survey."""
     from step_runtime.step.synthetic import LsstAlerts, real_cutouts, synthetic_alerts
 
@@ -126,7 +126,6 @@ def latency_run(workdir: Path, cfg: dict, batch_size: int, rate: float, seconds:
     import threading
 
     from confluent_kafka import Producer
-
     from step_support import committed_total, create_topic, free_port, wait_until
 
     topic, group = cfg["topic"] + "-live", cfg["group"] + "-live"
@@ -286,7 +285,8 @@ def main() -> int:
     parser.add_argument("--skip-apf", "--skip-peer", dest="skip_peer", action="store_true")
     parser.add_argument("--decode-workers", type=int, default=2, help="alertops source.kafka.decodeWorkers")
     parser.add_argument("--sinks", default="pg,mongo",
-                        help="comma-separated subset of pg,mongo (FerretDB 1.24 scans the collection on every upsert: see docs/step-runtime.md)")
+                        help="comma-separated subset of pg,mongo (FerretDB 1.24 scans the collection on every "
+                             "upsert: see docs/step-runtime.md)")
     parser.add_argument("--timeout", type=float, default=3600, help="per step run, seconds")
     parser.add_argument("--latency-rate", type=float, default=1000.0,
                         help="alerts/s the open-loop producer offers in the latency run (0: no latency run)")

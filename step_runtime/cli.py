@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"alertops {args.command}: interrupted", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 - a bug or an environment failure: one line, the type for a report
+    except Exception as exc:
         if debug_enabled():
             raise
         text = " ".join(str(exc).split()) or "(no message)"

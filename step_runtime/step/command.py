@@ -46,13 +46,13 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.step.decode import make_decoder, survey_of
     from step_runtime.step.errors import DecodeError
     from step_runtime.step.loop import StepRunner
-    from step_runtime.step.validate import AlertGate
     from step_runtime.step.model import ModelError
     from step_runtime.step.observe import Health, StepMetrics, serve_http, setup_logging
     from step_runtime.step.outputs import prepare_file_outputs, publish_file_outputs
     from step_runtime.step.processors import build_processor
     from step_runtime.step.sinks import build_sink
     from step_runtime.step.sources import build_schema_cache, build_source
+    from step_runtime.step.validate import AlertGate
     from step_runtime.storage.fetch import FetchPolicy
 
     setup_logging(args.log_level)

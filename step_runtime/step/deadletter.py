@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from step_runtime.spec.pipelinestep import DeadLetterSpec
+from step_runtime.step.errors import SinkUnavailable
 from step_runtime.step.kafka_config import producer_config
 from step_runtime.step.messages import DeadLetter
-from step_runtime.step.errors import SinkUnavailable
 from step_runtime.step.sinks.files import APPEND, FileOutputWriter, JsonlOutput
 
 log = logging.getLogger("alertops.step")

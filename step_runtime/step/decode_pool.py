@@ -27,8 +27,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
-from step_runtime.step.decode import Decoder, inline_decode_many, make_decoder
 from step_runtime.step.avro.decoders import Schemas
+from step_runtime.step.decode import Decoder, inline_decode_many, make_decoder
 from step_runtime.step.errors import DecodeError
 
 log = logging.getLogger("alertops.step")
@@ -86,7 +86,8 @@ def _decode_chunk(values: list[bytes] | list[tuple[int, int]], schemas: Schemas)
     assert _decoder is not None
     if values and isinstance(values[0], tuple):
         assert _arena is not None
-        values = [_arena[o:o + n] for o, n in values]  # type: ignore[misc]
+        packets = [_arena[o:o + n] for o, n in values]
+        return inline_decode_many(_decoder)(packets, schemas)
     return inline_decode_many(_decoder)(values, schemas)  # type: ignore[arg-type]
 
 

@@ -106,7 +106,7 @@ def serve_http(port: int, health: Health, metrics: StepMetrics) -> ThreadingHTTP
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
                 ok = health.alive()

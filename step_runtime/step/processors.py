@@ -16,12 +16,18 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from step_runtime.spec.pipelinestep import (CrossmatchProcessor, FeaturesProcessor, FetchSpec, ModelProcessor,
-                                            ProcessorSpec, PythonProcessor)
+from step_runtime.spec.pipelinestep import (
+    CrossmatchProcessor,
+    FeaturesProcessor,
+    FetchSpec,
+    ModelProcessor,
+    ProcessorSpec,
+    PythonProcessor,
+)
 from step_runtime.step import features
 from step_runtime.step.alert_model import Survey
-from step_runtime.storage.fetch import FetchPolicy
 from step_runtime.step.model import ModelError, load_pinned_model, model_feature_names, ranked_probabilities
+from step_runtime.storage.fetch import FetchPolicy
 
 Failure = tuple[int, str]  # (index in the batch's records, error)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from step_runtime.spec.pipelinestep import FileSource, KafkaSource
+from step_runtime.step.errors import SinkUnavailable
 from step_runtime.step.kafka_config import auth_config, client_logger
 from step_runtime.step.messages import Message
-from step_runtime.step.errors import SinkUnavailable
 from step_runtime.step.replay_files import log_replay_folder, replay_files
 
 log = logging.getLogger("alertops.step")

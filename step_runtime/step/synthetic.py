@@ -33,7 +33,7 @@ class PacketTemplate:
         data = path.read_bytes()
         reader = fastavro.reader(io.BytesIO(data))
         self.schema = fastavro.parse_schema(reader.writer_schema)
-        self.record: dict[str, Any] = next(reader)  # type: ignore[arg-type, assignment]
+        self.record: dict[str, Any] = next(reader)  # type: ignore[arg-type]
         head = io.BytesIO()
         fastavro.writer(head, self.schema, [])  # header only: magic, metadata, sync marker
         self.header = head.getvalue()

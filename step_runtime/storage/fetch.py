@@ -28,8 +28,16 @@ from step_runtime.spec.common import SpecError
 from step_runtime.spec.pipelinestep import CrossmatchProcessor, FetchSpec, S3Access
 from step_runtime.step.model import file_sha256, pin_refusal
 from step_runtime.step.secrets import secret_value
-from step_runtime.storage.uri import (Location, fetch_dir, fetched_name, human_bytes, parse_quantity, parse_uri,
-                                      pvc_path, pvc_root)
+from step_runtime.storage.uri import (
+    Location,
+    fetch_dir,
+    fetched_name,
+    human_bytes,
+    parse_quantity,
+    parse_uri,
+    pvc_path,
+    pvc_root,
+)
 
 log = logging.getLogger("alertops.fetch")
 
@@ -98,7 +106,8 @@ def local_path(settings: FileSettings, base_dir: Path) -> Path:
 
 
 def _path_of(settings: FileSettings) -> str:
-    return settings.catalog if isinstance(settings, CrossmatchProcessor) else settings.path or ""
+    found = settings.catalog if isinstance(settings, CrossmatchProcessor) else settings.path
+    return found or ""
 
 
 def _path_field(settings: FileSettings) -> str:
@@ -182,7 +191,7 @@ def _download(field: str, loc: Location, s3: S3Access | None, pinned: str | None
         if length is not None and length > room:
             raise FetchError(_too_large(field, loc.uri, length, size_limit, room), "too-large")
         with open(tmp, "wb") as out:
-            for chunk in _reading(chunks, lambda: size):
+            for chunk in _reading(chunks, lambda: size):  # noqa: B023 - reads the running total on purpose
                 size += len(chunk)
                 if size > room:
                     raise FetchError(_too_large(field, loc.uri, size, size_limit, room), "too-large")
@@ -211,7 +220,7 @@ def _reading(chunks: Iterator[bytes], done: Callable[[], int]) -> Iterator[bytes
             chunk = next(it)
         except StopIteration:
             return
-        except Exception as exc:  # noqa: BLE001 - botocore and urllib3 streaming errors share no base
+        except Exception as exc:
             if isinstance(exc, FetchError) or not _is_transport_error(exc):
                 raise
             raise _Transient(f"the transfer broke after {human_bytes(done())}: {_reason(exc)}") from None
@@ -291,7 +300,7 @@ def _open_s3(field: str, loc: Location, s3: S3Access | None,
         if code in _S3_TRANSIENT or status >= 500 or status == 429:
             raise _Transient(f"{s3.endpoint or 'S3'} answered {status} {detail}") from None
         raise FetchError(f"{field}.uri: the store{where} refused {loc.uri} ({status} {detail})", "config") from None
-    except Exception as exc:  # noqa: BLE001 - connection errors, timeouts: botocore has several families
+    except Exception as exc:
         if _is_transport_error(exc):
             raise _Transient(_reason(exc)) from None
         raise
@@ -302,7 +311,8 @@ def _open_s3(field: str, loc: Location, s3: S3Access | None,
 
 def _is_transport_error(exc: BaseException) -> bool:
     """Errors of the connection rather than of the request: worth another attempt."""
-    from botocore.exceptions import BotoCoreError, ConnectionError as BotoConnectionError, HTTPClientError
+    from botocore.exceptions import BotoCoreError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
     from urllib3.exceptions import HTTPError as Urllib3Error
 
     if isinstance(exc, (BotoConnectionError, HTTPClientError, Urllib3Error, OSError, socket.timeout)):
@@ -319,7 +329,7 @@ def _is_transport_error(exc: BaseException) -> bool:
 
 def _open_http(field: str, loc: Location, _s3: S3Access | None,
                timeout: float) -> tuple[int | None, Iterator[bytes], Callable[[], None]]:
-    request = urllib.request.Request(loc.uri, headers={"User-Agent": f"alertops/{__version__}"})
+    request = urllib.request.Request(loc.uri, headers={"User-Agent": f"alertops/{__version__}"})  # noqa: S310 - http(s) by the spec
     try:
         resp = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the scheme is http(s) by the spec
     except urllib.error.HTTPError as exc:

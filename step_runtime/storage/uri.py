@@ -46,7 +46,8 @@ def parse_uri(uri: str) -> Location:
         raise ValueError(f"{uri!r}: expected s3://bucket/key, https://host/path or pvc://claim/path")
     authority, _, key = rest.partition("/")
     if not authority or not key:
-        raise ValueError(f"{uri!r}: expected {scheme}://<{'bucket' if scheme == 's3' else 'host' if scheme.startswith('http') else 'claim'}>/<path>")
+        where = "bucket" if scheme == "s3" else "host" if scheme.startswith("http") else "claim"
+        raise ValueError(f"{uri!r}: expected {scheme}://<{where}>/<path>")
     if scheme == "pvc" and ".." in key.split("/"):
         raise ValueError(f"{uri!r}: a pvc:// path may not contain ..")
     return Location(uri=uri, scheme=scheme, authority=authority, key=key)

@@ -23,8 +23,15 @@ from step_runtime.crossmatch import SkyIndex, one_to_one
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 from step_runtime.trainingset.arrays import arrow_of
 from step_runtime.trainingset.combine import combine_labels, trust_order
-from step_runtime.trainingset.inputs import (LABEL_NONE, LABEL_UNMAPPED, LABEL_UNMATCHED, CatalogData, SourceData,
-                                             load_catalog, load_source)
+from step_runtime.trainingset.inputs import (
+    LABEL_NONE,
+    LABEL_UNMAPPED,
+    LABEL_UNMATCHED,
+    CatalogData,
+    SourceData,
+    load_catalog,
+    load_source,
+)
 from step_runtime.trainingset.partition import catalog_rows_for, margin_for_radius_deg, source_partition
 
 

@@ -66,8 +66,13 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.spec.trainingset import KIND, TrainingSetBuildSpec
     from step_runtime.trainingset.errors import BuildError, BuildFailure
     from step_runtime.trainingset.lazy_pandas import defer_pandas_for_pyarrow
-    from step_runtime.trainingset.run import (BuildPaths, build_all, build_merge, build_partition,
-                                              write_termination_message)
+    from step_runtime.trainingset.run import (
+        BuildPaths,
+        build_all,
+        build_merge,
+        build_partition,
+        write_termination_message,
+    )
     from step_runtime.trainingset.writers import check_output_paths
 
     defer_pandas_for_pyarrow()

@@ -15,7 +15,7 @@ import sys
 
 
 class _NotYet(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):  # noqa: ANN001 - the importlib protocol
+    def find_spec(self, name, path=None, target=None):
         if name == "pandas":
             raise ImportError("pandas is imported when a build needs it, not before")
         return None

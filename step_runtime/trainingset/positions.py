@@ -112,7 +112,8 @@ def positions_deg(frame: pa.Table, spec: TableSpec, origin: str, bad_rows: str, 
         (spec.dec_column, dec_unparsed, what),
         (spec.ra_column, ~ra_unparsed & ~np.isfinite(ra), "missing or not finite"),
         (spec.dec_column, ~dec_unparsed & ~np.isfinite(dec), "missing or not finite"),
-        (spec.dec_column, np.isfinite(dec) & (np.abs(dec) > 90.0), f"declination out of range (|dec| > 90 deg; units {unit_note})"),
+        (spec.dec_column, np.isfinite(dec) & (np.abs(dec) > 90.0),
+         f"declination out of range (|dec| > 90 deg; units {unit_note})"),
     ]
     bad = np.zeros(frame.num_rows, dtype=bool)
     for _, mask, _ in problems:

@@ -16,8 +16,16 @@ from pathlib import Path
 import pyarrow as pa
 
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
-from step_runtime.trainingset.build import (Inputs, Merged, load_inputs, match_partition, merge_parts,
-                                            part_file_name, release_unused_memory, spec_digest)
+from step_runtime.trainingset.build import (
+    Inputs,
+    Merged,
+    load_inputs,
+    match_partition,
+    merge_parts,
+    part_file_name,
+    release_unused_memory,
+    spec_digest,
+)
 from step_runtime.trainingset.errors import BuildError
 from step_runtime.trainingset.progress import Progress
 from step_runtime.trainingset.report import compact_summary, write_report_png

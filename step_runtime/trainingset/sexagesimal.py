@@ -131,8 +131,7 @@ def _parse_with_astropy(values: pa.Array, positions: np.ndarray, hours: bool, de
                         refused: np.ndarray, quirks: list[tuple[int, str]]) -> None:
     """The forms the expression does not cover, value by value through astropy (rare)."""
     from astropy import units as u
-    from astropy.coordinates import Angle
-    from astropy.coordinates import IllegalHourWarning, IllegalMinuteWarning, IllegalSecondWarning
+    from astropy.coordinates import Angle, IllegalHourWarning, IllegalMinuteWarning, IllegalSecondWarning
 
     kinds = {IllegalHourWarning: "hour", IllegalMinuteWarning: "minute", IllegalSecondWarning: "second"}
     unit = u.hourangle if hours else u.deg
@@ -141,7 +140,7 @@ def _parse_with_astropy(values: pa.Array, positions: np.ndarray, hours: bool, de
             warnings.simplefilter("always")
             try:
                 degrees[pos] = Angle(str(values[int(pos)].as_py()).strip(), unit=unit).degree
-            except Exception:
+            except Exception:  # noqa: BLE001 - astropy refuses a bad angle with many exception types
                 refused[pos] = True
                 continue
         for warning in caught:

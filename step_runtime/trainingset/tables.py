@@ -168,7 +168,7 @@ def _read_file(path: Path, fmt: str, column_names: list[str] | None, wanted: set
         return read_text(data, fmt, column_names, path, wanted)
     except BuildError:
         raise
-    except Exception as exc:  # every parser has its own exception types; name the file and format
+    except Exception as exc:  # noqa: BLE001 - every parser has its own exception types; name the file and format
         raise BuildError(f"{path}: cannot read as {fmt}: {exc}") from None
 
 

@@ -207,7 +207,7 @@ def pg_rows(dsn: str, table: str) -> list[tuple]:
 def pg_count(dsn: str, table: str) -> int:
     try:
         return len(pg_rows(dsn, table))
-    except Exception:  # noqa: BLE001 - server restarting: not yet
+    except Exception:
         return -1
 
 

@@ -245,7 +245,8 @@ def test_custom_resource_definition_is_served(api: client.ApiClient, namespace: 
 
         wait_for("creating a Widget", created)
 
-        stored = custom.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1", _request_timeout=REQUEST_TIMEOUT)
+        stored = custom.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1",
+                                                     _request_timeout=REQUEST_TIMEOUT)
         assert stored["spec"] == {"size": 3}
         listed = custom.list_namespaced_custom_object(group, "v1", namespace, "widgets", _request_timeout=REQUEST_TIMEOUT)
         assert [item["metadata"]["name"] for item in listed["items"]] == ["w1"]

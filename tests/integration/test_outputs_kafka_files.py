@@ -12,7 +12,6 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 import yaml
-
 from step_support import ALERTS, committed_total, create_topic, produce, unique
 
 pytestmark = pytest.mark.timeout(300)

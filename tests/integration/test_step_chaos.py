@@ -15,9 +15,24 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from step_support import (
+    ALERTS,
+    N_CLASSES,
+    ROOT,
+    Runtime,
+    committed_total,
+    consume_all,
+    create_topic,
+    drop_mongo,
+    drop_table,
+    mongo_docs,
+    pg_rows,
+    produce,
+    step_manifest,
+    unique,
+    wait_until,
+)
 
-from step_support import (ALERTS, N_CLASSES, ROOT, Runtime, committed_total, consume_all, create_topic, drop_mongo,
-                          drop_table, mongo_docs, pg_rows, produce, step_manifest, unique, wait_until)
 from step_runtime.step.synthetic import synthetic_alerts
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
@@ -86,7 +101,8 @@ def private_mongodb(mongodb_uri: str):  # the shared server's fixture: FerretDB 
 def test_a_kafka_broker_restart_mid_stream_loses_nothing(tmp_path: Path, private_kafka, postgres_dsn: str,
                                                        mongodb_uri: str) -> None:
     bootstrap = private_kafka.bootstrap
-    topic, dead, out, table, group = unique("chaos-in"), unique("chaos-dead"), unique("chaos-out"), unique("chaos"), unique("grp")
+    topic, dead, out = unique("chaos-in"), unique("chaos-dead"), unique("chaos-out")
+    table, group = unique("chaos"), unique("grp")
     create_topic(bootstrap, topic)
     create_topic(bootstrap, dead, partitions=1)
     create_topic(bootstrap, out, partitions=1)

@@ -11,10 +11,25 @@ import signal
 from pathlib import Path
 
 import pytest
+from step_support import (
+    ALERTS,
+    N_CLASSES,
+    Runtime,
+    committed_total,
+    consume_all,
+    create_topic,
+    drop_mongo,
+    drop_table,
+    mongo_docs,
+    pg_count,
+    pg_rows,
+    produce,
+    step_manifest,
+    step_names,
+    unique,
+    wait_until,
+)
 
-from step_support import (ALERTS, N_CLASSES, Runtime, committed_total, consume_all, create_topic, drop_mongo,
-                          drop_table, mongo_docs, pg_count, pg_rows, produce, step_manifest, step_names, unique,
-                          wait_until)
 from step_runtime.step.synthetic import synthetic_alerts
 
 pytestmark = pytest.mark.timeout(600)
@@ -212,7 +227,6 @@ def test_kafka_sink_confirms_delivery_and_postgres_dead_letter_table(tmp_path: P
 
     import psycopg2
     import yaml
-
     from step_support import DEMO, ROOT
 
     out_topic, dead_table = unique("step-out"), unique("dead")

@@ -18,10 +18,22 @@ from typing import Any
 
 import pytest
 import yaml
-
 from registry_support import SchemaRegistry, register_with_id
-from step_support import (MODEL, N_CLASSES, ROOT, Runtime, committed_total, consume_all, create_topic, pg_columns,
-                          produce, step_names, unique, wait_until)
+from step_support import (
+    MODEL,
+    N_CLASSES,
+    ROOT,
+    Runtime,
+    committed_total,
+    consume_all,
+    create_topic,
+    pg_columns,
+    produce,
+    step_names,
+    unique,
+    wait_until,
+)
+
 from step_runtime.step.avro.framing import confluent_frame
 from step_runtime.step.avro.schemas import SchemaDirectory
 from step_runtime.step.synthetic import LsstAlerts, real_cutouts
@@ -189,7 +201,7 @@ class FailingProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 if proxy.failing.is_set():
                     proxy.refused += 1
                     body = json.dumps({"error_code": 50001, "message": "injected failure"}).encode()

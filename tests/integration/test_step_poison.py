@@ -17,9 +17,8 @@ from pathlib import Path
 import fastavro
 import pytest
 import yaml
+from step_support import ALERTS, Runtime, committed_total, consume_all, pg_columns, produce, step_names, wait_until
 
-from step_support import (ALERTS, Runtime, committed_total, consume_all, pg_columns, produce, step_names,
-                          wait_until)
 from step_runtime.step.avro.codegen import zigzag
 from step_runtime.step.synthetic import synthetic_alerts
 

@@ -11,9 +11,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from step_support import (
+    ALERTS,
+    N_CLASSES,
+    Runtime,
+    committed_total,
+    create_topic,
+    drop_mongo,
+    drop_table,
+    pg_count,
+    pg_rows,
+    produce,
+    step_manifest,
+    unique,
+    wait_until,
+)
 
-from step_support import (ALERTS, N_CLASSES, Runtime, committed_total, create_topic, drop_mongo, drop_table,
-                          pg_count, pg_rows, produce, step_manifest, unique, wait_until)
 from step_runtime.step.synthetic import synthetic_alerts
 
 pytestmark = pytest.mark.timeout(600)

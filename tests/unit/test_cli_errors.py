@@ -6,8 +6,8 @@ import pickle
 from pathlib import Path
 
 import pytest
-
 from outputs_support import ROOT, assert_one_line, run_cli, unwritable_dir
+
 from step_runtime.cli import build_parser, main
 from step_runtime.step.model import ModelError, load_pinned_model
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import yaml
-
 from outputs_support import ROOT, assert_one_line, run_cli, unwritable_dir
 
 ALERTS = ROOT / "examples" / "data" / "alerts"

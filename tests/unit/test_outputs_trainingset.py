@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from outputs_support import assert_one_line, run_cli, unwritable_dir
+
 from step_runtime.trainingset.errors import BuildFailure
 from step_runtime.trainingset.writers import atomic_path
 

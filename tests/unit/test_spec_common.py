@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from step_runtime.spec.common import (
     GROUP_VERSION,
@@ -48,7 +48,7 @@ def test_nested_error_names_the_path_and_value() -> None:
 def test_secret_env_var_name_is_stable_and_shell_safe() -> None:
     ref = SecretKeyRef(name="pg-credentials", key="dsn.url")
     assert ref.env_var_name() == "ALERTOPS_SECRET_PG_CREDENTIALS_DSN_URL"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         SecretKeyRef(name="Bad_Name", key="k")
 
 

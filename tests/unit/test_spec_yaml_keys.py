@@ -5,8 +5,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from outputs_support import ROOT, error_lines, run_cli
+
 from step_runtime.spec.common import SpecError, load_yaml_documents, read_manifest
 
 STEP = textwrap.dedent(f"""\

@@ -403,7 +403,8 @@ ODD_SHAPES = [
      {"name": "prv_candidates", "type": "string"}, [1, 2], "none"),
 ]
 ODD = Projection((("objectId", Keep("oid")),
-                  ("candidate", Keep("source", inner=Projection((("jd", Keep("jd")), ("fid", Keep("band", alert_model.ZTF_BAND)))))),
+                  ("candidate", Keep("source", inner=Projection((("jd", Keep("jd")),
+                                                                 ("fid", Keep("band", alert_model.ZTF_BAND)))))),
                   ("prv_candidates", Keep("detections", inner=Projection((("fid", Keep("fid")), ("jd", Keep("jd"))))))))
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from step_runtime.spec.pipelinestep import PythonProcessor
 from step_runtime.step.loop import transform
 from step_runtime.step.messages import Message
 from step_runtime.step.processors import PythonStep
-from step_runtime.spec.pipelinestep import PythonProcessor
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "examples" / "data" / "alerts"

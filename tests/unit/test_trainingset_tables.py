@@ -110,7 +110,8 @@ def test_column_names_for_a_headerless_file(tmp_path):
 def test_whitespace_without_header_is_a_clear_error(tmp_path):
     path = tmp_path / "noheader.txt"
     path.write_text("# nothing useful\n1 10.0 20.0\n")
-    with pytest.raises(BuildError, match=r"noheader.txt: whitespace table with no header line naming its 3 columns: set columnNames"):
+    with pytest.raises(BuildError,
+                       match=r"noheader.txt: whitespace table with no header line naming its 3 columns: set columnNames"):
         read_table(TableSpec(path=str(path)), tmp_path, {"ra": "a"})
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from step_runtime.spec.pipelinestep import MongoSink
-from step_runtime.step.secrets import secret_value
 from step_runtime.step.errors import SinkUnavailable
+from step_runtime.step.secrets import secret_value
 from step_runtime.step.sinks.jsonsafe import json_safe
 from step_runtime.step.sinks.postgres import last_per_key
 

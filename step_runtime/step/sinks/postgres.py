@@ -5,8 +5,8 @@ import re
 from typing import Any
 
 from step_runtime.spec.pipelinestep import PG_IDENTIFIER, PostgresConnection, PostgresSink
-from step_runtime.step.secrets import secret_value
 from step_runtime.step.errors import SinkUnavailable
+from step_runtime.step.secrets import secret_value
 
 # ALeRCE's probability table: one row per (object, class, classifier, version). The oid never
 # collides across surveys (alert_model: ZTF objectIds, decimal LSST diaObjectIds, "ss" + LSST
