@@ -186,6 +186,31 @@ _PATTERNS = {
 }
 
 
+class _Repeat:
+    """`count` items of one regex pattern in a row, compiled once per count (blocks repeat their counts)."""
+
+    MAX_COUNT = 4096  # larger blocks are walked item by item
+    MAX_CACHED = 256
+
+    def __init__(self, pattern: bytes) -> None:
+        self.pattern = pattern
+        self.compiled: dict[int, Any] = {}
+
+    def match(self, count: int, data: bytes, pos: int) -> Any:
+        rx = self.compiled.get(count)
+        if rx is None:
+            if count > self.MAX_COUNT:
+                return None
+            if len(self.compiled) >= self.MAX_CACHED:
+                self.compiled.clear()
+            try:
+                rx = re.compile(b"(?:" + self.pattern + b"){%d}" % count, re.DOTALL)
+            except (re.error, RecursionError, OverflowError):
+                return None
+            self.compiled[count] = rx
+        return rx.match(data, pos)
+
+
 class _Unsupported(Exception):
     """A schema shape the generator does not handle (the fastavro fallback is used)."""
 
@@ -403,6 +428,15 @@ class _Generator:
             if fast is not None:
                 self.functions[key] = fast
                 return fast
+        if label == "skip" and kind in ("record", "error") and self.use_regex:
+            pattern = self.pattern(t)
+            if pattern is not None:  # one C-level match walks the whole record
+                match = self.const(re.compile(pattern, re.DOTALL).match, "_match")
+                fast = self.new_name("_skipfast_")
+                self.source.extend([f"def {fast}(data, pos):", f"    m = {match}(data, pos)",
+                                    f"    return {name}(data, pos) if m is None else m.end()", ""])
+                self.functions[key] = fast
+                return fast
         return name
 
     # -- the regex fast path: one C-level match walks a whole record
@@ -553,6 +587,14 @@ class _Generator:
                   "        total += count",
                   "        if total > MAX_ITEMS:",
                   f"            raise _too_many({w}, total)"]
+        pattern = self.pattern(item) if mode == "skip" and not is_map and self.use_regex else None
+        if body and pattern:
+            # skipped items of the common shape: a whole block in one match (count items in a row)
+            repeat = self.const(_Repeat(pattern), "_repeat")
+            lines += [f"        m = {repeat}.match(count, data, pos)",
+                      "        if m is not None:",
+                      "            pos = m.end()",
+                      "            continue"]
         if body:  # skipping zero-byte items (nulls, empty records) needs no loop at all
             lines.append("        for _ in range(count):")
             lines.extend(body)
