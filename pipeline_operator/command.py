@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("ALERTOPS_METRICS_PORT", "8082")),
                         help="serve Prometheus metrics at :PORT/metrics (0: off; default 8082)")
     parser.add_argument("--default-image", default=os.environ.get("ALERTOPS_DEFAULT_IMAGE"),
-                        help="runtime image for resources that name none (TrainingSetBuild)")
+                        help="runtime image of every PipelineStep and TrainingSetBuild whose spec.image is unset "
+                             "(default: $ALERTOPS_DEFAULT_IMAGE or ghcr.io/alertops/alertops:0.1.0)")
     parser.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("ALERTOPS_LOG_FORMAT", "json"),
                         help="log lines as JSON (default) or plain text")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")

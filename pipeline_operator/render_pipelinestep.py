@@ -44,9 +44,21 @@ def config_map_name(name: str) -> str:
     return f"{name}-config"
 
 
+def with_image(spec: PipelineStepSpec, settings: RenderSettings) -> PipelineStepSpec:
+    """The spec with its image resolved: unset means the operator's `--default-image`.
+
+    The effective image goes into the ConfigMap and the config hash, so a step that leaves
+    `image` unset renders exactly like one that names the default image (an operator upgrade
+    rolls no pod), and a new `--default-image` rolls the steps that follow it.
+    """
+    if spec.image is not None:
+        return spec
+    return spec.model_copy(update={"image": settings.default_image})
+
+
 def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()) -> RenderedStep:
     """Render the ConfigMap and Deployment of a PipelineStep resource."""
-    spec = parse(resource)
+    spec = with_image(parse(resource), settings)
     meta = resource["metadata"]
     name, namespace = meta["name"], meta.get("namespace", "default")
     digest = config_hash(spec)
