@@ -228,7 +228,7 @@ async def _periodic(memo: kopf.Memo, ix: dict[str, kopf.Index], logger: logging.
                     await asyncio.to_thread(kube.post_event, resource, kind, outcome.verdict.reason,
                                             outcome.verdict.message, MANAGED_BY)
             except kube.KubeError as err:
-                if " 404 " not in str(err):  # deleted meanwhile: nothing to report
+                if err.status != kube.NOT_FOUND:  # deleted meanwhile: nothing to report
                     logger.warning(f"periodic check of {where}: {err}")
             except Exception:  # one bad resource must not stop the checks of all others
                 logger.exception(f"periodic check of {where} failed")

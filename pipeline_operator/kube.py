@@ -1,4 +1,4 @@
-"""The operator's writes to the API server: server-side apply, listing and deleting children.
+"""The operator's writes to the API server: server-side apply, status patches, Events, deletes.
 
 Server-side apply with a fixed field manager is idempotent: applying the same manifest twice,
 or after an operator restart, never creates a second child and never fights other managers
@@ -11,13 +11,22 @@ from typing import Any
 
 FIELD_MANAGER = "alertops-operator"
 REQUEST_TIMEOUT = (5, 30)  # connect, read seconds
+NOT_FOUND = 404
 
 _PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Job": "jobs",
             "PipelineStep": "pipelinesteps", "TrainingSetBuild": "trainingsetbuilds"}
 
 
 class KubeError(RuntimeError):
-    """An API call failed; the message carries the status code and the server's reason."""
+    """An API call failed; the message carries the status code and the server's reason.
+
+    `status` is the HTTP status code, or None when no response came (connection refused,
+    timeout): callers decide by it, never by the message's text.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _client() -> Any:
@@ -63,7 +72,7 @@ def _call(method: str, path: str, *, body: Any = None, query: list[tuple[str, st
                             _request_timeout=REQUEST_TIMEOUT)
         data = resp.read()
     except ApiException as exc:
-        raise KubeError(f"{method} {path}: {exc.status} {exc.reason}") from None
+        raise KubeError(f"{method} {path}: {exc.status} {exc.reason}", exc.status) from None
     except OSError as exc:  # connection refused/reset, timeouts (urllib3 errors derive from it)
         raise KubeError(f"{method} {path}: {exc}") from None
     if resp.status >= 400:
@@ -72,7 +81,7 @@ def _call(method: str, path: str, *, body: Any = None, query: list[tuple[str, st
             reason = json.loads(data).get("message", reason)
         except (TypeError, ValueError):
             pass
-        raise KubeError(f"{method} {path}: {resp.status} {reason}")
+        raise KubeError(f"{method} {path}: {resp.status} {reason}", resp.status)
     return json.loads(data) if data else {}
 
 
@@ -111,17 +120,11 @@ def post_event(resource: dict[str, Any], type_: str, reason: str, message: str, 
     _call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
 
 
-def list_objects(api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-    """Objects of `kind` in `namespace` matching a label selector."""
-    path = object_path(api_version, kind, namespace)
-    return list(_call("GET", path, query=[("labelSelector", selector)]).get("items") or [])
-
-
 def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
     """Delete one object and (in the background) its dependents; a missing object is fine."""
     path = object_path(api_version, kind, namespace, name)
     try:
         _call("DELETE", path, body={"propagationPolicy": "Background"})
     except KubeError as exc:
-        if " 404 " not in str(exc):
+        if exc.status != NOT_FOUND:
             raise
