@@ -5,7 +5,6 @@ what to change (the image, a Secret, the spec field).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ from pipeline_operator.conditions import Verdict
 from pipeline_operator.status import (
     CatalogResult, PipelineStepPhase, PipelineStepStatus, TrainingSetBuildPhase, TrainingSetBuildStatus,
 )
+from step_runtime.spec.build_summary import BuildSummary, SummaryError
 
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERROR_REASONS = {"CreateContainerConfigError", "CreateContainerError"}
@@ -206,48 +206,22 @@ def count_indexes(text: str | None) -> int:
     return total
 
 
-def parse_summary(message: str | None) -> dict[str, Any]:
-    """Status fields from the build's summary JSON (the termination message); {} if not JSON.
-
-    Accepts camelCase or snake_case keys and catalogs as a list or a name -> counts map.
-    """
-    try:
-        data = json.loads(message or "")
-    except ValueError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-
-    def pick(*keys: str) -> Any:
-        for k in keys:
-            if k in data:
-                return data[k]
-        return None
-
-    out: dict[str, Any] = {}
-    rows_in, rows_out = pick("rowsIn", "rows_in", "source_rows"), pick("rowsOut", "rows_out", "output_rows")
-    if isinstance(rows_in, int):
-        out["rowsIn"] = rows_in
-    if isinstance(rows_out, int):
-        out["rowsOut"] = rows_out
-    output = pick("output", "outputPath", "output_path")
-    if isinstance(output, dict):
-        output = output.get("path") or output.get("location")
-    if isinstance(output, str):
-        out["output"] = output
-    catalogs = pick("catalogs")
-    items: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(catalogs, dict):
-        items = [(str(k), v) for k, v in catalogs.items() if isinstance(v, dict)]
-    elif isinstance(catalogs, list):
-        items = [(str(c.get("name", "?")), c) for c in catalogs if isinstance(c, dict)]
-    if items:
-        out["catalogs"] = [
-            {"name": n, "matches": int(c.get("matches") or c.get("matched") or 0),
-             "conflicts": int(c.get("conflicts") or 0)}
-            for n, c in items
+def summary_status(summary: BuildSummary) -> dict[str, Any]:
+    """The TrainingSetBuildStatus fields a build's summary gives (only those it carries)."""
+    fields: dict[str, Any] = {}
+    if summary.rows_in is not None:
+        fields["rows_in"] = summary.rows_in
+    if summary.rows_out is not None:
+        fields["rows_out"] = summary.rows_out
+    if summary.output is not None and summary.output.path:
+        fields["output"] = summary.output.path
+    if summary.catalogs:
+        fields["catalogs"] = [
+            CatalogResult(name=name, matches=c.matches or 0, conflicts=c.conflicts or 0,
+                          **({"matched_unlabeled": c.matched_unlabeled} if c.matched_unlabeled is not None else {}))
+            for name, c in summary.catalogs.items()
         ]
-    return out
+    return fields
 
 
 def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
@@ -258,13 +232,20 @@ def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _summary_of(pods: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary_of(pods: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    """Status fields from the newest succeeded pod's summary, or why no summary could be read."""
+    problem = None
     for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp", ""), reverse=True):
         if (pod.get("status") or {}).get("phase") == "Succeeded":
-            parsed = parse_summary(_terminated(pod).get("message"))
-            if parsed:
-                return parsed
-    return {}
+            try:
+                fields = summary_status(BuildSummary.from_termination_message(_terminated(pod).get("message")))
+            except SummaryError as err:
+                problem = problem or f"pod {_name(pod)}: {err}"
+                continue
+            if fields:
+                return fields, None
+            problem = problem or f"pod {_name(pod)}: the termination message carries no counts"
+    return {}, problem
 
 
 def _failure_detail(pods: list[dict[str, Any]]) -> str:
@@ -364,10 +345,13 @@ def trainingset_status(facts: BuildFacts, main_job: dict[str, Any] | None, merge
                                 Verdict("reconciling", "Merging", "all partitions done; starting the merge Job"),
                                 create_merge=True)
         if final_job is not None and _job_complete(final_job):
-            summary = _summary_of(_pods_of(pods, _name(final_job)))
+            summary, unreadable = _summary_of(_pods_of(pods, _name(final_job)))
             done_status = status("Succeeded", None, **summary,
                                  completion_time=(final_job.get("status") or {}).get("completionTime"))
-            return BuildOutcome(done_status, Verdict("ready", "Succeeded", _success_message(done_status)))
+            message = _success_message(done_status)
+            if unreadable:
+                message += f"; its summary could not be read ({_tail(unreadable)})"
+            return BuildOutcome(done_status, Verdict("ready", "Succeeded", message))
     if facts.suspend and not main_status.get("active"):
         return BuildOutcome(status("Suspended", None),
                             Verdict("idle", "Suspended", "suspended (spec.suspend is true): Job paused"))

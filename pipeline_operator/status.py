@@ -65,6 +65,10 @@ class CatalogResult(SpecModel):
     name: str = Field(description="Catalog name.")
     matches: int = Field(default=0, ge=0, description="Objects matched to this catalog.")
     conflicts: int = Field(default=0, ge=0, description="Matches whose label conflicted with another catalog's.")
+    matched_unlabeled: int | None = Field(
+        default=None, ge=0,
+        description="Sources whose nearest object in this catalog has no label or an unmapped one "
+                    "(they get no label from this catalog).")
 
 
 class TrainingSetBuildStatus(SpecModel):

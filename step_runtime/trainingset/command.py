@@ -56,18 +56,18 @@ def _print_summary(summary: dict) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the build the arguments ask for; return the exit status."""
-    import json
     from pathlib import Path
 
     from step_runtime.spec.common import SpecError, parse_spec, read_manifest
     from step_runtime.spec.trainingset import KIND, TrainingSetBuildSpec
     from step_runtime.trainingset.errors import BuildError, BuildFailure
+    from step_runtime.trainingset.report import failure_message
     from step_runtime.trainingset.run import (BuildPaths, build_all, build_merge, build_partition,
                                               write_termination_message)
 
     def fail(message: str, status: int) -> int:
         print(f"alertops build: {message}", file=sys.stderr)
-        write_termination_message(json.dumps({"phase": "Failed", "error": message[:3500]}))
+        write_termination_message(failure_message(message))
         return status
 
     try:

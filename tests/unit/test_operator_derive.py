@@ -8,9 +8,10 @@ from pipeline_operator.conditions import (
     Verdict, conditions_for, dump_status, merge_conditions, phase_changed, status_update,
 )
 from pipeline_operator.derive import (
-    BuildFacts, StepFacts, count_indexes, parse_summary, pipelinestep_status, trainingset_status,
+    BuildFacts, StepFacts, count_indexes, pipelinestep_status, summary_status, trainingset_status,
 )
-from pipeline_operator.status import PipelineStepStatus
+from pipeline_operator.status import PipelineStepStatus, TrainingSetBuildStatus
+from step_runtime.spec.build_summary import BuildSummary, SummaryError
 
 FACTS = StepFacts(generation=2, config_hash="abc", desired_replicas=2, selector="a=b", processor="model",
                   deployment_name="s")
@@ -22,6 +23,15 @@ def deployment(replicas=2, ready=2, updated=2, spec_replicas=2, digest="abc", ge
             "spec": {"replicas": spec_replicas},
             "status": {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": updated,
                        "observedGeneration": observed, "conditions": list(conditions)}}
+
+
+def parse_summary(message: str) -> dict:
+    """The status fields (as written) one termination message gives; {} when it is not a summary."""
+    try:
+        summary = BuildSummary.from_termination_message(message)
+    except SummaryError:
+        return {}
+    return dump_status(TrainingSetBuildStatus(**summary_status(summary)))
 
 
 def as_read(conditions) -> list[dict]:
@@ -275,3 +285,17 @@ def test_render_cache_memoises_and_keeps_errors():
         with pytest.raises(SpecError, match="processor"):
             cached_render(counting, res, RenderSettings())
     assert len(calls) == 3
+
+
+def test_matched_unlabeled_reaches_status_and_an_unreadable_summary_is_said():
+    summary = {"rows_in": 10, "rows_out": 4, "output": {"path": "/o"},
+               "catalogs": {"tns": {"matches": 3, "conflicts": 0, "matched_unlabeled": 2}}}
+    main, merge = job("b-partition-h", complete=True, completed_indexes="0-2"), job("b-merge-h", complete=True)
+    out = trainingset_status(BUILD, main, merge, [job_pod("b-merge-h", "Succeeded", json.dumps(summary))])
+    assert dump_status(out.status)["catalogs"] == [{"name": "tns", "matches": 3, "conflicts": 0,
+                                                    "matchedUnlabeled": 2}]
+    cut = ('{"phase":"Succeeded","rows_in":1,"catalogs":{"a":{"matc' + "x" * 4096)[:4096]
+    out = trainingset_status(BUILD, main, merge, [job_pod("b-merge-h", "Succeeded", cut)])
+    assert out.status.phase == "Succeeded" and out.verdict.state == "ready" and out.status.rows_out is None
+    assert "summary could not be read" in out.verdict.message and "b-merge-h-x" in out.verdict.message
+    assert "not JSON" in out.verdict.message

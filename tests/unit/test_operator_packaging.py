@@ -85,3 +85,14 @@ def test_operator_deployment_is_single_and_recreate():
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_the_operator_imports_only_the_spec_side_of_the_runtime():
+    """The dependency runs one way: operator -> step_runtime.spec (the build summary included)."""
+    code = ("import sys, pipeline_operator.command, pipeline_operator.handlers, pipeline_operator.reconcile; "
+            "print(' '.join(m for m in sys.modules if m.startswith('step_runtime')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    modules = set(result.stdout.split())
+    assert "step_runtime.spec.build_summary" in modules
+    assert all(m == "step_runtime" or m.startswith("step_runtime.spec") for m in modules), modules
