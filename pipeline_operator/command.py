@@ -45,14 +45,15 @@ def main(args: argparse.Namespace) -> int:
     from pipeline_operator.selector import SelectorError, parse_selector
 
     try:
-        parse_selector(args.selector)
+        selector = parse_selector(args.selector)
     except SelectorError as exc:
         print(f"alertops operator: --selector: {exc}", file=sys.stderr)
         return 2
-    # The handlers module reads the selector when it registers its handlers (on import).
-    os.environ["ALERTOPS_OPERATOR_SELECTOR"] = args.selector or ""
-    from pipeline_operator import handlers  # noqa: F401  (registers the handlers)
+    from pipeline_operator import handlers
     from pipeline_operator.children import RenderSettings
+
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, selector)
 
     clusterwide, namespaces = namespaces_from(args)
     kopf.configure(debug=args.verbose, verbose=args.verbose,
@@ -73,5 +74,6 @@ def main(args: argparse.Namespace) -> int:
         standalone=True,  # one replica with Recreate: no peering objects needed
         liveness_endpoint=liveness,
         memo=memo,
+        registry=registry,
     )
     return 0

@@ -1,20 +1,19 @@
-"""kopf registrations, and nothing else: every handler hands its work to `reconcile`.
+"""kopf registrations, and nothing else: `register` puts the handlers on a registry, and every
+handler hands its work to `reconcile` (what to do), `publish` (writing it back) or `periodic`
+(the level-based check).
 
-- create/update/resume: render and server-side-apply the children, write status.
+- create/update/resume: render and server-side-apply the children, publish the status.
 - indexes of the resources and of the children (Deployments, Jobs, Pods) the operator manages,
-  kept in memory from watches, so the periodic level-based check reads them without an API call.
-- one periodic check for all resources (started at startup; woken early when a child changes):
-  re-derives status from the indexes
-  and writes it only when it changed, re-applies children that went missing or drifted, and
-  starts a build's merge Job. An idle cluster therefore costs no API requests beyond the
-  watches. It is one loop rather than a kopf timer per resource because kopf puts a finalizer
-  on every resource with a timer, and then deleting a resource (or its namespace) hangs while
-  the operator is down; without timers the operator adds no finalizer at all.
+  kept in memory from watches, so the periodic check reads them without an API call.
+- one periodic check for all resources (`periodic.run`, started at startup; woken early when
+  a child changes).
+
+The label selector of `alertops operator --selector` is an argument of `register`: kopf fixes
+filters when handlers are registered, so it must be known then.
 """
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -22,28 +21,26 @@ from typing import Any
 
 import kopf
 
-from pipeline_operator import kube, reconcile
+from pipeline_operator import periodic, reconcile
 from pipeline_operator.children import ANNOTATION_PREFIX, MANAGED_BY, RenderSettings, label_value
+from pipeline_operator.publish import publish
 from pipeline_operator.reconcile import Outcome
-from pipeline_operator.selector import parse_selector
 from pipeline_operator.render_pipelinestep import COMPONENT as STEP_COMPONENT
 from pipeline_operator.render_trainingset import COMPONENT as BUILD_COMPONENT
+from pipeline_operator.selector import LabelFilter
 from step_runtime.spec.common import API_GROUP, API_VERSION
 
 STEPS = (API_GROUP, API_VERSION, "pipelinesteps")
 BUILDS = (API_GROUP, API_VERSION, "trainingsetbuilds")
+DEPLOYMENTS = ("apps", "v1", "deployments")
+JOBS = ("batch", "v1", "jobs")
+PODS = ("", "v1", "pods")
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-CHECK_INTERVAL = float(os.environ.get("ALERTOPS_OPERATOR_CHECK_INTERVAL", "5"))
 RETRY_DELAY = 10.0
-MIN_ROUND_SPACING = 0.5  # seconds between two rounds of the periodic check
-# kopf filters are fixed when the handlers are registered, so `alertops operator --selector`
-# passes its (already validated) selector through the environment before importing this module.
-SELECTOR = parse_selector(os.environ.get("ALERTOPS_OPERATOR_SELECTOR"))
 
 
-@kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """All kopf settings in one place."""
+    """All kopf settings in one place (a startup handler)."""
     # kopf's bookkeeping lives in annotations under our prefix, never in .status.
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
@@ -57,7 +54,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.reconnect_backoff = 1.0
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
-    # Only the Events we post on purpose (phase transitions), not one per handler run.
+    # Only the Events we post on purpose (phase transitions, see `publish`), none of kopf's own.
     settings.posting.loggers = False
     settings.posting.level = logging.INFO
     settings.posting.reporting_component = MANAGED_BY
@@ -91,106 +88,80 @@ def _owner(body: kopf.Body, kind: str) -> str | None:
     return None
 
 
-def _write(outcome: Outcome, body: kopf.Body, patch: kopf.Patch) -> None:
-    if outcome.status is not None:
-        for key, value in outcome.status.items():
-            patch.status[key] = value
-    if outcome.transition:
-        kind = "Warning" if outcome.verdict.state == "stalled" else "Normal"
-        kopf.event(body, type=kind, reason=outcome.verdict.reason, message=outcome.verdict.message[:1000])
+def _publish(resource: dict[str, Any], outcome: Outcome) -> None:
+    publish(resource, outcome)
     if outcome.retry:
         raise kopf.TemporaryError(outcome.verdict.message, delay=RETRY_DELAY)
 
 
 # ------------------------------------------------------------------------------------------
-# Indexes of the children
+# Indexes
 # ------------------------------------------------------------------------------------------
 
-@kopf.index("apps", "v1", "deployments", labels={**MANAGED, "app.kubernetes.io/component": STEP_COMPONENT})
 def step_deployments(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
     """(namespace, PipelineStep name) -> its Deployment."""
     owner = _owner(body, "PipelineStep")
     return {(namespace, owner): _trim(body)} if owner else {}
 
 
-@kopf.index("batch", "v1", "jobs", labels={**MANAGED, "app.kubernetes.io/component": BUILD_COMPONENT})
 def build_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
     """(namespace, TrainingSetBuild name) -> its Jobs."""
     owner = _owner(body, "TrainingSetBuild")
     return {(namespace, owner): _trim(body)} if owner else {}
 
 
-@kopf.index("", "v1", "pods", labels=MANAGED)
 def managed_pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
     """(namespace, component, instance label) -> pods of a step or build."""
     key = (namespace, labels.get("app.kubernetes.io/component"), labels.get("app.kubernetes.io/instance"))
     return {key: _trim(body)}
 
 
-def _items(index: kopf.Index, key: Any) -> list[dict[str, Any]]:
-    return list(index.get(key, []))
-
-
-# ------------------------------------------------------------------------------------------
-# PipelineStep
-# ------------------------------------------------------------------------------------------
-
-@kopf.on.resume(*STEPS, labels=SELECTOR)
-@kopf.on.create(*STEPS, labels=SELECTOR)
-@kopf.on.update(*STEPS, labels=SELECTOR)
-def step_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
-               managed_pods: kopf.Index, **_: Any) -> None:
-    """Render and apply a PipelineStep's children, then write its status."""
-    pods = _items(managed_pods, (namespace, STEP_COMPONENT, label_value(name)))
-    _write(reconcile.apply_step(_plain(body), pods, memo["render_settings"]), body, patch)
-
-
-# ------------------------------------------------------------------------------------------
-# TrainingSetBuild
-# ------------------------------------------------------------------------------------------
-
-@kopf.on.resume(*BUILDS, labels=SELECTOR)
-@kopf.on.create(*BUILDS, labels=SELECTOR)
-@kopf.on.update(*BUILDS, labels=SELECTOR)
-def build_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
-                build_jobs: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
-    """Render and apply a TrainingSetBuild's ConfigMap and Job, then write its status."""
-    jobs = _items(build_jobs, (namespace, name))
-    pods = _items(managed_pods, (namespace, BUILD_COMPONENT, label_value(name)))
-    outcome = reconcile.reconcile_build(_plain(body), jobs, pods, memo["render_settings"], full_apply=True)
-    _write(outcome, body, patch)
-
-
-# ------------------------------------------------------------------------------------------
-# The periodic level-based check
-# ------------------------------------------------------------------------------------------
-
-@kopf.index(*STEPS, labels=SELECTOR)
 def steps(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
     """(namespace, name) -> the PipelineStep as last seen."""
     return {(namespace, name): _plain(body)}
 
 
-@kopf.index(*BUILDS, labels=SELECTOR)
 def builds(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
     """(namespace, name) -> the TrainingSetBuild as last seen."""
     return {(namespace, name): _plain(body)}
 
 
-@kopf.on.startup()
+# ------------------------------------------------------------------------------------------
+# Create, update, resume
+# ------------------------------------------------------------------------------------------
+
+def step_apply(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
+               managed_pods: kopf.Index, **_: Any) -> None:
+    """Render and apply a PipelineStep's children, then publish its status."""
+    resource = _plain(body)
+    pods = periodic.items(managed_pods, (namespace, STEP_COMPONENT, label_value(name)))
+    _publish(resource, reconcile.apply_step(resource, pods, memo["render_settings"]))
+
+
+def build_apply(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
+                build_jobs: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
+    """Render and apply a TrainingSetBuild's ConfigMap and Job, then publish its status."""
+    resource = _plain(body)
+    jobs = periodic.items(build_jobs, (namespace, name))
+    pods = periodic.items(managed_pods, (namespace, BUILD_COMPONENT, label_value(name)))
+    _publish(resource, reconcile.reconcile_build(resource, jobs, pods, memo["render_settings"], full_apply=True))
+
+
+# ------------------------------------------------------------------------------------------
+# The periodic check
+# ------------------------------------------------------------------------------------------
+
 async def start_periodic_check(memo: kopf.Memo, steps: kopf.Index, builds: kopf.Index,
                                step_deployments: kopf.Index, build_jobs: kopf.Index,
                                managed_pods: kopf.Index, logger: logging.Logger, **_: Any) -> None:
-    """Start the one loop that checks every resource every CHECK_INTERVAL seconds."""
-    indexes = {"steps": steps, "builds": builds, "step_deployments": step_deployments,
-               "build_jobs": build_jobs, "managed_pods": managed_pods}
+    """Start the one loop that checks every resource (a startup handler)."""
+    indexes = periodic.Indexes(steps=steps, builds=builds, step_deployments=step_deployments,
+                               build_jobs=build_jobs, managed_pods=managed_pods)
     memo["wake"] = asyncio.Event()
-    memo["periodic"] = asyncio.create_task(_periodic(memo, indexes, logger))
+    memo["periodic"] = asyncio.create_task(
+        periodic.run(indexes, memo["wake"], lambda: memo["render_settings"], logger))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-@kopf.on.event("", "v1", "pods", labels=MANAGED)
 async def child_changed(memo: kopf.Memo, **_: Any) -> None:
     """A child changed: run the check now rather than at the next interval (status is prompt)."""
     wake = memo.get("wake")
@@ -198,73 +169,37 @@ async def child_changed(memo: kopf.Memo, **_: Any) -> None:
         wake.set()
 
 
-@kopf.on.cleanup()
 async def stop_periodic_check(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the periodic loop with the operator."""
+    """Stop the periodic loop with the operator (a cleanup handler)."""
     task = memo.get("periodic")
     if task is not None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
-def _latest(index: kopf.Index, key: Any) -> dict[str, Any] | None:
-    items = _items(index, key)
-    return items[-1] if items else None
+# ------------------------------------------------------------------------------------------
+# Registration
+# ------------------------------------------------------------------------------------------
 
-
-async def _periodic(memo: kopf.Memo, ix: dict[str, kopf.Index], logger: logging.Logger) -> None:
-    limit = asyncio.Semaphore(8)  # concurrent API work of one round
-
-    async def one(resource: dict[str, Any], work: Any) -> None:
-        meta = resource["metadata"]
-        where = f"{resource['kind']} {meta.get('namespace')}/{meta['name']}"
-        async with limit:
-            try:
-                outcome = await asyncio.to_thread(work)
-                if outcome.status is not None:
-                    await asyncio.to_thread(kube.patch_status, resource, outcome.status)
-                if outcome.transition:
-                    kind = "Warning" if outcome.verdict.state == "stalled" else "Normal"
-                    await asyncio.to_thread(kube.post_event, resource, kind, outcome.verdict.reason,
-                                            outcome.verdict.message, MANAGED_BY)
-            except kube.KubeError as err:
-                if err.status != kube.NOT_FOUND:  # deleted meanwhile: nothing to report
-                    logger.warning(f"periodic check of {where}: {err}")
-            except Exception:  # one bad resource must not stop the checks of all others
-                logger.exception(f"periodic check of {where} failed")
-
-    wake: asyncio.Event = memo["wake"]
-    while True:
-        # Wait for a child's change or the interval, whichever comes first; then a short pause
-        # so that a burst of changes (a rollout, 200 new pods) is handled in one round.
-        try:
-            await asyncio.wait_for(wake.wait(), timeout=CHECK_INTERVAL)
-        except asyncio.TimeoutError:
-            pass
-        await asyncio.sleep(MIN_ROUND_SPACING)
-        wake.clear()
-        settings = memo["render_settings"]
-        jobs = []
-        for key in list(ix["steps"].keys()):
-            resource = _latest(ix["steps"], key)
-            if resource is None or resource["metadata"].get("deletionTimestamp"):
-                continue
-            namespace, name = key
-            deployment = _latest(ix["step_deployments"], key)
-            pods = _items(ix["managed_pods"], (namespace, STEP_COMPONENT, label_value(name)))
-            if reconcile.step_needs_apply(resource, deployment, settings):
-                work = functools.partial(reconcile.apply_step, resource, pods, settings)
-            else:
-                work = functools.partial(reconcile.observe_step, resource, deployment, pods, settings)
-            jobs.append(one(resource, work))
-        for key in list(ix["builds"].keys()):
-            resource = _latest(ix["builds"], key)
-            if resource is None or resource["metadata"].get("deletionTimestamp"):
-                continue
-            namespace, name = key
-            children = _items(ix["build_jobs"], key)
-            pods = _items(ix["managed_pods"], (namespace, BUILD_COMPONENT, label_value(name)))
-            jobs.append(one(resource, functools.partial(
-                reconcile.reconcile_build, resource, children, pods, settings, False)))
-        if jobs:
-            await asyncio.gather(*jobs)
+def register(registry: kopf.OperatorRegistry, selector: LabelFilter | None) -> None:
+    """Register every handler on `registry`; `selector` (a kopf label filter, None: all) picks
+    the PipelineSteps and TrainingSetBuilds this operator handles."""
+    on = {"registry": registry}
+    # The credentials the kubernetes client uses too (in-cluster ServiceAccount, else
+    # $KUBECONFIG); kopf adds this only to its default registry, not to one made here.
+    kopf.on.login(**on)(kopf.login_via_client)
+    kopf.on.startup(**on)(configure)
+    kopf.index(*DEPLOYMENTS, labels={**MANAGED, "app.kubernetes.io/component": STEP_COMPONENT}, **on)(
+        step_deployments)
+    kopf.index(*JOBS, labels={**MANAGED, "app.kubernetes.io/component": BUILD_COMPONENT}, **on)(build_jobs)
+    kopf.index(*PODS, labels=MANAGED, **on)(managed_pods)
+    kopf.index(*STEPS, labels=selector, **on)(steps)
+    kopf.index(*BUILDS, labels=selector, **on)(builds)
+    for resource, handler in ((STEPS, step_apply), (BUILDS, build_apply)):
+        kopf.on.resume(*resource, labels=selector, **on)(handler)
+        kopf.on.create(*resource, labels=selector, **on)(handler)
+        kopf.on.update(*resource, labels=selector, **on)(handler)
+    kopf.on.startup(**on)(start_periodic_check)
+    for child in (DEPLOYMENTS, JOBS, PODS):
+        kopf.on.event(*child, labels=MANAGED, **on)(child_changed)
+    kopf.on.cleanup(**on)(stop_periodic_check)

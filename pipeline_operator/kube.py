@@ -7,6 +7,7 @@ over fields the operator does not set.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 FIELD_MANAGER = "alertops-operator"
@@ -115,6 +116,7 @@ def post_event(resource: dict[str, Any], type_: str, reason: str, message: str, 
                            "namespace": meta["namespace"], "uid": meta.get("uid")},
         "type": type_, "reason": reason, "message": message[:1024],
         "source": {"component": component}, "reportingComponent": component,
+        "reportingInstance": os.environ.get("POD_NAME", "local"),
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,
     }
     _call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)

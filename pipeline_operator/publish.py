@@ -1,0 +1,33 @@
+"""Publishing an outcome: the status patch and the Kubernetes Event, written one way only.
+
+Both the create/update/resume handlers and the periodic check publish through `publish`, so a
+status is written and an Event posted the same way whichever of them reached the outcome.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_operator import kube
+from pipeline_operator.children import MANAGED_BY
+from pipeline_operator.reconcile import Outcome
+
+EVENT_MESSAGE_LIMIT = 1000  # characters of an Event's message (the API server allows 1 KiB)
+
+
+def publish(resource: dict[str, Any], outcome: Outcome) -> None:
+    """Write `outcome`'s status patch (if anything changed) and post an Event when the phase or
+    the Ready reason moved: `Warning` when stalled, `Normal` otherwise.
+
+    A resource deleted meanwhile is not an error: there is nothing left to report on. Any other
+    API error propagates (KubeError) so the caller retries or logs it.
+    """
+    try:
+        if outcome.status is not None:
+            kube.patch_status(resource, outcome.status)
+        if outcome.transition:
+            kind = "Warning" if outcome.verdict.state == "stalled" else "Normal"
+            kube.post_event(resource, kind, outcome.verdict.reason,
+                            outcome.verdict.message[:EVENT_MESSAGE_LIMIT], MANAGED_BY)
+    except kube.KubeError as err:
+        if err.status != kube.NOT_FOUND:
+            raise
