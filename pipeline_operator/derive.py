@@ -267,6 +267,13 @@ def _job_complete(job: dict[str, Any]) -> bool:
     return bool(c and c.get("status") == "True")
 
 
+def merge_due(partitions: int, main_job: dict[str, Any] | None, merge_job: dict[str, Any] | None) -> bool:
+    """Whether a partitioned build's merge Job should be created now: every partition is done
+    (the Indexed Job completed) and the merge Job does not exist yet."""
+    return (partitions > 1 and main_job is not None and merge_job is None
+            and _job_complete(main_job) and _job_failed(main_job) is None)
+
+
 def _pods_of(pods: list[dict[str, Any]], job_name: str | None) -> list[dict[str, Any]]:
     return [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get("batch.kubernetes.io/job-name")
             == job_name or ((p.get("metadata") or {}).get("labels") or {}).get("job-name") == job_name]
@@ -340,7 +347,7 @@ def trainingset_status(facts: BuildFacts, main_job: dict[str, Any] | None, merge
                             Verdict("stalled", "BuildFailed", message))
     final_job = merge_job if facts.partitions > 1 else main_job
     if _job_complete(main_job):
-        if facts.partitions > 1 and merge_job is None:
+        if merge_due(facts.partitions, main_job, merge_job):
             return BuildOutcome(status("Running", None),
                                 Verdict("reconciling", "Merging", "all partitions done; starting the merge Job"),
                                 create_merge=True)

@@ -1,4 +1,4 @@
-"""One reconcile of one resource: render, apply, derive status. The handlers call these.
+"""One reconcile of one resource: render, plan, execute, derive status. The handlers call these.
 
 The functions take plain dicts (the resource, and the children as the operator's in-memory
 indexes last saw them), do their few API calls through `pipeline_operator.kube`, and return
@@ -17,6 +17,7 @@ from pipeline_operator.children import CONFIG_HASH_ANNOTATION, RenderSettings
 from pipeline_operator.conditions import Verdict, now_rfc3339, phase_changed, status_update
 from pipeline_operator.derive import BuildFacts, StepFacts, pipelinestep_status, trainingset_status
 from pipeline_operator.metrics import ERRORS, RECONCILES, STATUS_WRITES, TRANSITIONS, timed
+from pipeline_operator.plan import Action, Apply, plan_build
 from step_runtime.spec.common import SpecError
 
 STEP, BUILD = "PipelineStep", "TrainingSetBuild"
@@ -118,14 +119,14 @@ def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: R
             fields, verdict = pipelinestep_status(_step_facts(resource, None, error), None, [])
             return _finish(STEP, resource, fields, verdict)
         try:
-            kube.apply(rendered.config_map)
-            deployment = kube.apply(rendered.deployment)
+            applied = execute([Apply(rendered.config_map), Apply(rendered.deployment)])
         except kube.KubeError as err:
             RECONCILES.labels(STEP, "error").inc()
             error = _api_error(STEP, err)
             fields, verdict = pipelinestep_status(_step_facts(resource, rendered, error), None, [])
             return _finish(STEP, resource, fields, verdict, retry=True)
         RECONCILES.labels(STEP, "applied").inc()
+        deployment = applied[("Deployment", rendered.deployment["metadata"]["name"])]
         fields, verdict = pipelinestep_status(_step_facts(resource, rendered, None), deployment, pods)
         return _finish(STEP, resource, fields, verdict)
 
@@ -174,9 +175,19 @@ def _build_facts(resource: dict[str, Any], rendered: render_trainingset.Rendered
     )
 
 
-def _is_finished(resource: dict[str, Any], digest: str) -> bool:
-    status = resource.get("status") or {}
-    return status.get("phase") in ("Succeeded", "Failed") and status.get("configHash") == digest
+def execute(actions: list[Action]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Carry out `actions` in order through the API server; stop at the first error (KubeError).
+
+    Returns what the server answered for each applied child, by (kind, name).
+    """
+    applied: dict[tuple[str, str], dict[str, Any]] = {}
+    for action in actions:
+        if isinstance(action, Apply):
+            meta = action.manifest["metadata"]
+            applied[(action.manifest["kind"], meta["name"])] = kube.apply(action.manifest)
+        else:
+            kube.delete(action.api_version, action.kind, action.namespace, action.name)
+    return applied
 
 
 def _find(jobs: list[dict[str, Any]], name: str | None) -> dict[str, Any] | None:
@@ -185,12 +196,12 @@ def _find(jobs: list[dict[str, Any]], name: str | None) -> dict[str, Any] | None
 
 def reconcile_build(resource: dict[str, Any], jobs: list[dict[str, Any]], pods: list[dict[str, Any]],
                     settings: RenderSettings, full_apply: bool) -> Outcome:
-    """Bring a TrainingSetBuild's children to its spec and derive status.
+    """Bring a TrainingSetBuild's children to its spec (`plan_build`, then `execute`) and
+    derive its status from the children as they are afterwards.
 
     `jobs`/`pods` are the build's children as last seen. With `full_apply` (create, update,
     resume) the ConfigMap and main Job are applied and Jobs of an older config deleted;
-    otherwise only what is missing is created (the main Job, the merge Job once partitions
-    are done), so an idle build makes no API calls.
+    otherwise only what is missing is created, so an idle build makes no API calls.
     """
     with timed(BUILD):
         try:
@@ -200,28 +211,15 @@ def reconcile_build(resource: dict[str, Any], jobs: list[dict[str, Any]], pods: 
             outcome = trainingset_status(_build_facts(resource, None, _invalid(BUILD, err)), None, None, [])
             return _finish(BUILD, resource, outcome.status, outcome.verdict)
         facts = _build_facts(resource, rendered, None)
-        main = _find(jobs, facts.main_job_name)
-        merge = _find(jobs, facts.merge_job_name)
-        finished = _is_finished(resource, rendered.config_hash)
         try:
-            if full_apply:
-                meta = resource["metadata"]
-                for job in jobs:
-                    if job["metadata"]["name"] not in (facts.main_job_name, facts.merge_job_name):
-                        kube.delete("batch/v1", "Job", meta.get("namespace", "default"), job["metadata"]["name"])
-                kube.apply(rendered.config_map)
-            if not finished and (full_apply or main is None):
-                main = kube.apply(rendered.main_job)
-                if merge is not None and full_apply:
-                    merge = kube.apply(rendered.merge_job)
-            outcome = trainingset_status(facts, main, merge, pods)
-            if outcome.create_merge and rendered.merge_job is not None:
-                merge = kube.apply(rendered.merge_job)
-                outcome = trainingset_status(facts, main, merge, pods)
+            applied = execute(plan_build(rendered, facts.previous, jobs, full_apply))
         except kube.KubeError as err:
             RECONCILES.labels(BUILD, "error").inc()
             outcome = trainingset_status(_build_facts(resource, rendered, _api_error(BUILD, err)), None, None, [])
             return _finish(BUILD, resource, outcome.status, outcome.verdict, retry=True)
+        main = applied.get(("Job", facts.main_job_name or "")) or _find(jobs, facts.main_job_name)
+        merge = applied.get(("Job", facts.merge_job_name or "")) or _find(jobs, facts.merge_job_name)
+        outcome = trainingset_status(facts, main, merge, pods)
         if full_apply:
             RECONCILES.labels(BUILD, "applied").inc()
         return _finish(BUILD, resource, outcome.status, outcome.verdict)
