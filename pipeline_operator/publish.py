@@ -5,6 +5,7 @@ status is written and an Event posted the same way whichever of them reached the
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pipeline_operator import kube
@@ -12,6 +13,12 @@ from pipeline_operator.children import MANAGED_BY
 from pipeline_operator.reconcile import Outcome
 
 EVENT_MESSAGE_LIMIT = 1000  # characters of an Event's message (the API server allows 1 KiB)
+_log = logging.getLogger(__name__)
+
+
+def _where(resource: dict[str, Any]) -> str:
+    meta = resource.get("metadata") or {}
+    return f"{resource.get('kind')} {meta.get('namespace')}/{meta.get('name')}"
 
 
 def publish(resource: dict[str, Any], outcome: Outcome) -> None:
@@ -19,15 +26,23 @@ def publish(resource: dict[str, Any], outcome: Outcome) -> None:
     the Ready reason moved: `Warning` when stalled, `Normal` otherwise.
 
     A resource deleted meanwhile is not an error: there is nothing left to report on. Any other
-    API error propagates (KubeError) so the caller retries or logs it.
+    error writing the status propagates (KubeError) so the caller retries or logs it; an Event
+    that cannot be posted is logged only.
     """
-    try:
-        if outcome.status is not None:
+    if outcome.status is not None:
+        try:
             kube.patch_status(resource, outcome.status)
-        if outcome.transition:
-            kind = "Warning" if outcome.verdict.state == "stalled" else "Normal"
+        except kube.KubeError as err:
+            if err.status == kube.NOT_FOUND:
+                return
+            raise
+    if outcome.transition:
+        kind = "Warning" if outcome.verdict.state == "stalled" else "Normal"
+        try:
             kube.post_event(resource, kind, outcome.verdict.reason,
                             outcome.verdict.message[:EVENT_MESSAGE_LIMIT], MANAGED_BY)
-    except kube.KubeError as err:
-        if err.status != kube.NOT_FOUND:
-            raise
+        except kube.KubeError as err:
+            # The status already says it; an Event that cannot be posted (namespace being
+            # deleted, events quota) must not fail or repeat the reconcile.
+            if err.status != kube.NOT_FOUND:
+                _log.warning(f"could not post Event {outcome.verdict.reason} for {_where(resource)}: {err}")
