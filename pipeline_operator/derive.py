@@ -267,6 +267,20 @@ def _job_complete(job: dict[str, Any]) -> bool:
     return bool(c and c.get("status") == "True")
 
 
+# Ready reasons of a status that failed before any Job ran: the build is not over.
+NOT_A_BUILD_OUTCOME = frozenset({"ApiError", "InvalidSpec"})
+
+
+def build_finished(previous: dict[str, Any], config_hash: str) -> bool:
+    """Whether a status (as read from the API) reports a finished build of this very config,
+    which is never started again. A phase Failed that the operator wrote because it could not
+    apply the children (an API error: quota, admission, an API server restart) is not a finished
+    build: its Jobs are applied again once the API server lets them through."""
+    ready = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return (previous.get("phase") in ("Succeeded", "Failed") and previous.get("configHash") == config_hash
+            and ready.get("reason") not in NOT_A_BUILD_OUTCOME)
+
+
 def merge_due(partitions: int, main_job: dict[str, Any] | None, merge_job: dict[str, Any] | None) -> bool:
     """Whether a partitioned build's merge Job should be created now: every partition is done
     (the Indexed Job completed) and the merge Job does not exist yet."""
@@ -313,8 +327,7 @@ def trainingset_status(facts: BuildFacts, main_job: dict[str, Any] | None, merge
 
     if facts.error is not None:
         return BuildOutcome(status("Failed", facts.error.message), facts.error)
-    terminal = prev.get("phase") in ("Succeeded", "Failed") and prev.get("configHash") == facts.config_hash
-    if terminal and main_job is None:
+    if facts.config_hash is not None and build_finished(prev, facts.config_hash) and main_job is None:
         # The Jobs were garbage-collected after ttlSecondsAfterFinished: the result stands.
         kept = previous_build_status(prev).model_copy(update=base)
         verdict = (Verdict("ready", "Succeeded", _success_message(kept)) if kept.phase == "Succeeded"

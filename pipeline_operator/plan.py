@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_operator.derive import merge_due
+from pipeline_operator.derive import build_finished, merge_due
 from pipeline_operator.render_trainingset import RenderedBuild
 
 
@@ -42,12 +42,6 @@ def _name(obj: dict[str, Any]) -> str:
 
 def _find(jobs: list[dict[str, Any]], name: str | None) -> dict[str, Any] | None:
     return next((j for j in jobs if _name(j) == name), None) if name else None
-
-
-def build_finished(previous_status: dict[str, Any], config_hash: str) -> bool:
-    """Whether the status already reports a finished build of this very config (it is never re-run)."""
-    return (previous_status.get("phase") in ("Succeeded", "Failed")
-            and previous_status.get("configHash") == config_hash)
 
 
 def plan_build(rendered: RenderedBuild, previous_status: dict[str, Any], jobs: list[dict[str, Any]],

@@ -299,3 +299,11 @@ def test_matched_unlabeled_reaches_status_and_an_unreadable_summary_is_said():
     assert out.status.phase == "Succeeded" and out.verdict.state == "ready" and out.status.rows_out is None
     assert "summary could not be read" in out.verdict.message and "b-merge-h-x" in out.verdict.message
     assert "not JSON" in out.verdict.message
+
+
+def test_an_api_error_status_is_not_a_result_that_stands():
+    previous = {"phase": "Failed", "configHash": "h", "lastError": "could not apply children: 403",
+                "conditions": [{"type": "Ready", "status": "False", "reason": "ApiError"}]}
+    facts = BuildFacts(generation=1, config_hash="h", partitions=1, main_job_name="b-build-h", previous=previous)
+    out = trainingset_status(facts, None, None, [])
+    assert out.status.phase == "Pending" and out.verdict.reason == "Creating" and out.status.last_error is None

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from pipeline_operator import render_trainingset
-from pipeline_operator.plan import Apply, Delete, build_finished, plan_build
+from pipeline_operator.derive import build_finished
+from pipeline_operator.plan import Apply, Delete, plan_build
 
 
 def build(parallelism: int = 1) -> dict:
@@ -78,3 +79,14 @@ def test_a_resume_reapplies_an_existing_merge_job_once():
     both = [job(PARTS.main_job, complete=True), job(PARTS.merge_job)]
     assert names(plan_build(PARTS, {}, both, full_apply=True)) == [
         "apply ConfigMap b-config", f"apply Job {MAIN}", f"apply Job {MERGE}"]
+
+
+def test_a_build_whose_job_could_not_be_applied_is_not_finished():
+    """An API error (quota, admission, API server restart) while applying the Job wrote phase
+    Failed: the Job is applied again, not given up on."""
+    api_error = {"phase": "Failed", "configHash": SINGLE.config_hash, "lastError": "could not apply children: 403",
+                 "conditions": [{"type": "Ready", "status": "False", "reason": "ApiError"}]}
+    assert not build_finished(api_error, SINGLE.config_hash)
+    assert plan_build(SINGLE, api_error, [], full_apply=False) == [Apply(SINGLE.main_job)]
+    failed = {**api_error, "conditions": [{"type": "Ready", "status": "False", "reason": "BuildFailed"}]}
+    assert plan_build(SINGLE, failed, [], full_apply=False) == []
