@@ -6,7 +6,7 @@ handler hands its work to `reconcile` (what to do), `publish` (writing it back) 
 - indexes of the resources and of the children (Deployments, Jobs, Pods) the operator manages,
   kept in memory from watches, so the periodic check reads them without an API call.
 - one periodic check for all resources (`periodic.run`, started at startup; woken early when
-  a child changes).
+  a child changes, or when a watch listed its kind again: then `resync` checks that index).
 
 The label selector of `alertops operator --selector` is an argument of `register`: kopf fixes
 filters when handlers are registered, so it must be known then.
@@ -27,6 +27,7 @@ from pipeline_operator.publish import publish
 from pipeline_operator.reconcile import Outcome
 from pipeline_operator.render_pipelinestep import COMPONENT as STEP_COMPONENT
 from pipeline_operator.render_trainingset import COMPONENT as BUILD_COMPONENT
+from pipeline_operator.resync import Freshness
 from pipeline_operator.selector import LabelFilter
 from step_runtime.spec.common import API_GROUP, API_VERSION
 
@@ -63,6 +64,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.consistency_timeout = 5.0
     memo.setdefault("render_settings", RenderSettings(
         default_image=os.environ.get("ALERTOPS_DEFAULT_IMAGE", RenderSettings.default_image)))
+    memo.setdefault("freshness", Freshness())
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
@@ -74,7 +76,7 @@ def _trim(body: kopf.Body) -> dict[str, Any]:
     """What status derivation needs of a child; keeps the indexes small."""
     meta = body.get("metadata", {})
     return json.loads(json.dumps({
-        "metadata": {k: meta.get(k) for k in ("name", "namespace", "generation", "labels", "annotations",
+        "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "generation", "labels", "annotations",
                                               "creationTimestamp")},
         "spec": {k: body.get("spec", {}).get(k) for k in ("replicas", "suspend", "completions")},
         "status": dict(body.get("status", {})),
@@ -134,7 +136,7 @@ def step_apply(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
                managed_pods: kopf.Index, **_: Any) -> None:
     """Render and apply a PipelineStep's children, then publish its status."""
     resource = _plain(body)
-    pods = periodic.items(managed_pods, (namespace, STEP_COMPONENT, label_value(name)))
+    pods = periodic.items(managed_pods, (namespace, STEP_COMPONENT, label_value(name)), memo["freshness"])
     _publish(resource, reconcile.apply_step(resource, pods, memo["render_settings"]))
 
 
@@ -142,8 +144,8 @@ def build_apply(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
                 build_jobs: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
     """Render and apply a TrainingSetBuild's ConfigMap and Job, then publish its status."""
     resource = _plain(body)
-    jobs = periodic.items(build_jobs, (namespace, name))
-    pods = periodic.items(managed_pods, (namespace, BUILD_COMPONENT, label_value(name)))
+    jobs = periodic.items(build_jobs, (namespace, name), memo["freshness"])
+    pods = periodic.items(managed_pods, (namespace, BUILD_COMPONENT, label_value(name)), memo["freshness"])
     _publish(resource, reconcile.reconcile_build(resource, jobs, pods, memo["render_settings"], full_apply=True))
 
 
@@ -156,17 +158,33 @@ async def start_periodic_check(memo: kopf.Memo, steps: kopf.Index, builds: kopf.
                                managed_pods: kopf.Index, logger: logging.Logger, **_: Any) -> None:
     """Start the one loop that checks every resource (a startup handler)."""
     indexes = periodic.Indexes(steps=steps, builds=builds, step_deployments=step_deployments,
-                               build_jobs=build_jobs, managed_pods=managed_pods)
+                               build_jobs=build_jobs, managed_pods=managed_pods, freshness=memo["freshness"])
     memo["wake"] = asyncio.Event()
     memo["periodic"] = asyncio.create_task(
         periodic.run(indexes, memo["wake"], lambda: memo["render_settings"], logger))
 
 
-async def child_changed(memo: kopf.Memo, **_: Any) -> None:
+async def child_changed(memo: kopf.Memo, type: str | None, resource: kopf.Resource, **_: Any) -> None:
     """A child changed: run the check now rather than at the next interval (status is prompt)."""
+    _note_listing(memo, type, resource)
     wake = memo.get("wake")
     if wake is not None:
         wake.set()
+
+
+async def resource_listed(memo: kopf.Memo, type: str | None, resource: kopf.Resource, **_: Any) -> None:
+    """A PipelineStep or TrainingSetBuild event: only a listing matters here (see `resync`)."""
+    if _note_listing(memo, type, resource) and memo.get("wake") is not None:
+        memo["wake"].set()
+
+
+def _note_listing(memo: kopf.Memo, type: str | None, resource: kopf.Resource) -> bool:
+    # kopf delivers the objects of a (re)listing with event type None: the index may now hold
+    # objects deleted while the watch was down, so the next round checks it (`resync`).
+    if type is None and "freshness" in memo:
+        memo["freshness"].relisted.add(resource.plural)
+        return True
+    return False
 
 
 async def stop_periodic_check(memo: kopf.Memo, **_: Any) -> None:
@@ -202,4 +220,6 @@ def register(registry: kopf.OperatorRegistry, selector: LabelFilter | None) -> N
     kopf.on.startup(**on)(start_periodic_check)
     for child in (DEPLOYMENTS, JOBS, PODS):
         kopf.on.event(*child, labels=MANAGED, **on)(child_changed)
+    for resource in (STEPS, BUILDS):
+        kopf.on.event(*resource, labels=selector, **on)(resource_listed)
     kopf.on.cleanup(**on)(stop_periodic_check)

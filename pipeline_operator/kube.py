@@ -1,4 +1,5 @@
-"""The operator's writes to the API server: server-side apply, status patches, Events, deletes.
+"""The operator's calls to the API server: server-side apply, status patches, Events, deletes,
+and the metadata-only reads that check the in-memory indexes after a watch started over.
 
 Server-side apply with a fixed field manager is idempotent: applying the same manifest twice,
 or after an operator restart, never creates a second child and never fights other managers
@@ -14,8 +15,11 @@ FIELD_MANAGER = "alertops-operator"
 REQUEST_TIMEOUT = (5, 30)  # connect, read seconds
 NOT_FOUND = 404
 
-_PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Job": "jobs",
+_PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Job": "jobs", "Pod": "pods",
             "PipelineStep": "pipelinesteps", "TrainingSetBuild": "trainingsetbuilds"}
+# Ask for metadata only (names and uids): a listing of 1,000 Deployments stays small.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+METADATA = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io,application/json"
 
 
 class KubeError(RuntimeError):
@@ -59,14 +63,14 @@ def object_path(api_version: str, kind: str, namespace: str, name: str | None = 
 
 
 def _call(method: str, path: str, *, body: Any = None, query: list[tuple[str, str]] | None = None,
-          content_type: str = "application/json") -> dict[str, Any]:
+          content_type: str = "application/json", accept: str = "application/json") -> dict[str, Any]:
     from kubernetes.client.exceptions import ApiException
 
     api = _client()
     try:
         _, url, headers, payload, _ = api.param_serialize(
             method, path, query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            header_params={"Content-Type": content_type, "Accept": accept},
             body=body, auth_settings=["BearerToken"],
         )
         resp = api.call_api(method, url, header_params=headers, body=payload,
@@ -120,6 +124,24 @@ def post_event(resource: dict[str, Any], type_: str, reason: str, message: str, 
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,
     }
     _call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+
+
+def list_uids(api_version: str, kind: str, namespace: str, selector: str | None) -> set[str]:
+    """The uids of the objects of `kind` in `namespace` (matching `selector`), from one LIST."""
+    query = [("labelSelector", selector)] if selector else []
+    listing = _call("GET", object_path(api_version, kind, namespace), query=query, accept=METADATA_LIST)
+    return {str((item.get("metadata") or {}).get("uid")) for item in listing.get("items") or []}
+
+
+def get_uid(api_version: str, kind: str, namespace: str, name: str) -> str | None:
+    """The uid of the object named `name` now, or None when there is none."""
+    try:
+        found = _call("GET", object_path(api_version, kind, namespace, name), accept=METADATA)
+    except KubeError as exc:
+        if exc.status == NOT_FOUND:
+            return None
+        raise
+    return (found.get("metadata") or {}).get("uid")
 
 
 def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
