@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ import kopf
 
 from pipeline_operator import kube, reconcile
 from pipeline_operator.children import MANAGED_BY, RenderSettings, label_value
+from pipeline_operator.metrics import CHECK_ROUNDS
 from pipeline_operator.publish import publish
 from pipeline_operator.reconcile import Outcome
 from pipeline_operator.render_pipelinestep import COMPONENT as STEP_COMPONENT
@@ -140,8 +142,10 @@ async def run(ix: Indexes, wake: asyncio.Event, settings: Callable[[], RenderSet
             pass
         await asyncio.sleep(MIN_ROUND_SPACING)  # gathers a burst of changes into one round
         wake.clear()
+        started = time.perf_counter()
         if ix.freshness.relisted:
             await _resync(ix, logger)
         checks = [_check(resource, work, limit, logger) for resource, work in round_work(ix, settings())]
         if checks:
             await asyncio.gather(*checks)
+        CHECK_ROUNDS.observe(time.perf_counter() - started)
