@@ -76,8 +76,8 @@ def _trim(body: kopf.Body) -> dict[str, Any]:
     """What status derivation needs of a child; keeps the indexes small."""
     meta = body.get("metadata", {})
     return json.loads(json.dumps({
-        "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "generation", "labels", "annotations",
-                                              "creationTimestamp")},
+        "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion", "generation",
+                                              "labels", "annotations", "creationTimestamp")},
         "spec": {k: body.get("spec", {}).get(k) for k in ("replicas", "suspend", "completions")},
         "status": dict(body.get("status", {})),
     }))

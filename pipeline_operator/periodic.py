@@ -24,7 +24,7 @@ from typing import Any, Callable
 import kopf
 
 from pipeline_operator import kube, reconcile
-from pipeline_operator.children import MANAGED_BY, RenderSettings, label_value
+from pipeline_operator.children import ANNOTATION_PREFIX, MANAGED_BY, RenderSettings, label_value
 from pipeline_operator.metrics import CHECK_ROUNDS
 from pipeline_operator.publish import publish
 from pipeline_operator.reconcile import Outcome
@@ -73,32 +73,82 @@ def _latest(index: kopf.Index, key: Any, freshness: Freshness) -> dict[str, Any]
 
 
 Work = Callable[[], Outcome]
+Fingerprint = tuple[Any, ...]
+# kopf writes this annotation once a create/update/resume handler has succeeded.
+HANDLED = f"{ANNOTATION_PREFIX}/last-handled-configuration"
 
 
-def round_work(ix: Indexes, settings: RenderSettings) -> list[tuple[dict[str, Any], Work]]:
-    """What one round does: per live resource, the reconcile to run on what the indexes hold."""
+@dataclass(frozen=True)
+class Check:
+    """The work of one round for one resource."""
+
+    resource: dict[str, Any]
+    work: Work
+    fingerprint: Fingerprint   # the versions of everything `work` reads
+    observe_only: bool         # derives status without changing a child
+
+
+def _version(obj: dict[str, Any] | None) -> Any:
+    return (obj.get("metadata") or {}).get("resourceVersion") if obj else None
+
+
+def _key(resource: dict[str, Any]) -> tuple[str, str, str]:
+    meta = resource["metadata"]
+    return resource["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def round_work(ix: Indexes, settings: RenderSettings, quiet: dict[tuple[str, str, str], Fingerprint]) -> list[Check]:
+    """What one round does: per live resource, the reconcile to run on what the indexes hold.
+
+    Left out: resources kopf has not handled yet (their create handler applies the children
+    and reports; doing it here too would double the API requests of a burst of creations), and
+    resources whose inputs have not changed since a round found nothing to do for them (`quiet`:
+    the same inputs derive the same status, so an idle cluster costs a lookup per resource).
+    """
     fresh = ix.freshness
-    work: list[tuple[dict[str, Any], Work]] = []
+    checks: list[Check] = []
+    live: set[tuple[str, str, str]] = set()
+
+    def settled(resource: dict[str, Any], fingerprint: Fingerprint) -> bool:
+        live.add(_key(resource))
+        return quiet.get(_key(resource)) == fingerprint
+
     for key in list(ix.steps.keys()):
         resource = _latest(ix.steps, key, fresh)
         if resource is None or resource["metadata"].get("deletionTimestamp"):
             continue
+        if HANDLED not in (resource["metadata"].get("annotations") or {}):
+            continue
         namespace, name = key
         deployment = _latest(ix.step_deployments, key, fresh)
         pods = items(ix.managed_pods, (namespace, STEP_COMPONENT, label_value(name)), fresh)
+        fingerprint = (_version(resource), _version(deployment), tuple(_version(p) for p in pods))
+        if settled(resource, fingerprint):
+            continue
         if reconcile.step_needs_apply(resource, deployment, settings):
-            work.append((resource, functools.partial(reconcile.apply_step, resource, pods, settings)))
+            checks.append(Check(resource, functools.partial(reconcile.apply_step, resource, pods, settings),
+                                fingerprint, observe_only=False))
         else:
-            work.append((resource, functools.partial(reconcile.observe_step, resource, deployment, pods, settings)))
+            checks.append(Check(resource, functools.partial(reconcile.observe_step, resource, deployment, pods,
+                                                            settings), fingerprint, observe_only=True))
     for key in list(ix.builds.keys()):
         resource = _latest(ix.builds, key, fresh)
         if resource is None or resource["metadata"].get("deletionTimestamp"):
             continue
+        if HANDLED not in (resource["metadata"].get("annotations") or {}):
+            continue
         namespace, name = key
         jobs = items(ix.build_jobs, key, fresh)
         pods = items(ix.managed_pods, (namespace, BUILD_COMPONENT, label_value(name)), fresh)
-        work.append((resource, functools.partial(reconcile.reconcile_build, resource, jobs, pods, settings, False)))
-    return work
+        fingerprint = (_version(resource), tuple(_version(j) for j in jobs), tuple(_version(p) for p in pods))
+        if settled(resource, fingerprint):
+            continue
+        # plan_build decides whether anything is applied; an empty plan is an observation.
+        checks.append(Check(resource, functools.partial(reconcile.reconcile_build, resource, jobs, pods, settings,
+                                                        False), fingerprint, observe_only=True))
+    for gone in quiet.keys() - live:  # deleted resources
+        del quiet[gone]
+    return checks
 
 
 async def _resync(ix: Indexes, logger: logging.Logger) -> None:
@@ -118,23 +168,28 @@ async def _resync(ix: Indexes, logger: logging.Logger) -> None:
             logger.info(f"{buried} {watched.plural} deleted while the watch was down, dropped from the index")
 
 
-async def _check(resource: dict[str, Any], work: Work, limit: asyncio.Semaphore, logger: logging.Logger) -> None:
-    meta = resource["metadata"]
-    where = f"{resource['kind']} {meta.get('namespace')}/{meta['name']}"
+async def _check(check: Check, limit: asyncio.Semaphore, logger: logging.Logger) -> bool:
+    """Run one resource's check and publish its outcome; True when there was nothing to do."""
+    meta = check.resource["metadata"]
+    where = f"{check.resource['kind']} {meta.get('namespace')}/{meta['name']}"
     async with limit:
         try:
-            outcome = await asyncio.to_thread(work)
-            await asyncio.to_thread(publish, resource, outcome)
+            outcome = await asyncio.to_thread(check.work)
+            await asyncio.to_thread(publish, check.resource, outcome)
         except kube.KubeError as err:
             logger.warning(f"periodic check of {where}: {err}")
+            return False
         except Exception:  # one bad resource must not stop the checks of all others
             logger.exception(f"periodic check of {where} failed")
+            return False
+    return check.observe_only and outcome.status is None and not outcome.transition and not outcome.retry
 
 
 async def run(ix: Indexes, wake: asyncio.Event, settings: Callable[[], RenderSettings],
               logger: logging.Logger) -> None:
     """Check every resource, round after round, until cancelled."""
     limit = asyncio.Semaphore(CONCURRENCY)
+    quiet: dict[tuple[str, str, str], Fingerprint] = {}
     while True:
         try:
             await asyncio.wait_for(wake.wait(), timeout=CHECK_INTERVAL)
@@ -145,7 +200,13 @@ async def run(ix: Indexes, wake: asyncio.Event, settings: Callable[[], RenderSet
         started = time.perf_counter()
         if ix.freshness.relisted:
             await _resync(ix, logger)
-        checks = [_check(resource, work, limit, logger) for resource, work in round_work(ix, settings())]
+            quiet.clear()  # buried entries change what the indexes say
+        checks = round_work(ix, settings(), quiet)
         if checks:
-            await asyncio.gather(*checks)
+            results = await asyncio.gather(*(_check(c, limit, logger) for c in checks))
+            for check, nothing_to_do in zip(checks, results):
+                if nothing_to_do:
+                    quiet[_key(check.resource)] = check.fingerprint
+                else:
+                    quiet.pop(_key(check.resource), None)
         CHECK_ROUNDS.observe(time.perf_counter() - started)
