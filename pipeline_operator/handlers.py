@@ -67,19 +67,51 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.setdefault("freshness", Freshness())
 
 
+# What the operator keeps in memory of each object, per kind: one entry per PipelineStep,
+# Deployment and Pod, so at 1,000 steps every field left out here is 3,000 fewer copies.
+_CHILD_META = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "annotations",
+               "creationTimestamp")
+_STATUS_KEPT = {
+    # Exactly what derive.py reads.
+    "Deployment": ("replicas", "readyReplicas", "updatedReplicas", "observedGeneration", "conditions"),
+    "Pod": ("phase", "conditions", "containerStatuses", "initContainerStatuses"),
+}
+_CONTAINER_KEPT = ("name", "image", "ready", "restartCount", "state", "lastState")
+# Annotations whose values the operator never reads: a copy of the spec each (kubectl's and
+# kopf's); kopf's is kept as a marker, since the periodic check asks whether it is there.
+_BULKY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+_MARKED_ANNOTATIONS = (f"{ANNOTATION_PREFIX}/last-handled-configuration",)
+
+
 def _plain(body: kopf.Body) -> dict[str, Any]:
-    """A detached plain-dict copy of a resource (kopf bodies are live views)."""
-    return json.loads(json.dumps(dict(body)))
+    """A detached plain-dict copy of one of our resources (kopf bodies are live views), without
+    what the operator never reads (managedFields, copies of the spec in annotations)."""
+    data = json.loads(json.dumps(dict(body)))
+    meta = data.get("metadata") or {}
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations") or {}
+    for key in _BULKY_ANNOTATIONS:
+        annotations.pop(key, None)
+    for key in _MARKED_ANNOTATIONS:
+        if key in annotations:
+            annotations[key] = ""
+    return data
 
 
 def _trim(body: kopf.Body) -> dict[str, Any]:
     """What status derivation needs of a child; keeps the indexes small."""
     meta = body.get("metadata", {})
+    status = dict(body.get("status", {}))
+    kept = _STATUS_KEPT.get(body.get("kind", ""))
+    if kept is not None:
+        status = {k: status[k] for k in kept if k in status}
+    for key in ("containerStatuses", "initContainerStatuses"):
+        if key in status:
+            status[key] = [{k: c[k] for k in _CONTAINER_KEPT if k in c} for c in status[key]]
     return json.loads(json.dumps({
-        "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion", "generation",
-                                              "labels", "annotations", "creationTimestamp")},
+        "metadata": {k: meta.get(k) for k in _CHILD_META},
         "spec": {k: body.get("spec", {}).get(k) for k in ("replicas", "suspend", "completions")},
-        "status": dict(body.get("status", {})),
+        "status": status,
     }))
 
 
@@ -90,40 +122,41 @@ def _owner(body: kopf.Body, kind: str) -> str | None:
     return None
 
 
-def _publish(resource: dict[str, Any], outcome: Outcome) -> None:
-    publish(resource, outcome)
+def _publish(resource: dict[str, Any], outcome: Outcome, patch: kopf.Patch) -> None:
+    publish(resource, outcome, handler_status=patch.status)
     if outcome.retry:
         raise kopf.TemporaryError(outcome.verdict.message, delay=RETRY_DELAY)
 
 
 # ------------------------------------------------------------------------------------------
-# Indexes
+# Indexes (async: kopf runs them in its event loop, in microseconds, instead of queueing each
+# child's event for a worker thread behind the handlers that wait on the API server)
 # ------------------------------------------------------------------------------------------
 
-def step_deployments(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
+async def step_deployments(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
     """(namespace, PipelineStep name) -> its Deployment."""
     owner = _owner(body, "PipelineStep")
     return {(namespace, owner): _trim(body)} if owner else {}
 
 
-def build_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
+async def build_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, Any]:
     """(namespace, TrainingSetBuild name) -> its Jobs."""
     owner = _owner(body, "TrainingSetBuild")
     return {(namespace, owner): _trim(body)} if owner else {}
 
 
-def managed_pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+async def managed_pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
     """(namespace, component, instance label) -> pods of a step or build."""
     key = (namespace, labels.get("app.kubernetes.io/component"), labels.get("app.kubernetes.io/instance"))
     return {key: _trim(body)}
 
 
-def steps(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
+async def steps(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
     """(namespace, name) -> the PipelineStep as last seen."""
     return {(namespace, name): _plain(body)}
 
 
-def builds(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
+async def builds(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
     """(namespace, name) -> the TrainingSetBuild as last seen."""
     return {(namespace, name): _plain(body)}
 
@@ -132,21 +165,22 @@ def builds(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, An
 # Create, update, resume
 # ------------------------------------------------------------------------------------------
 
-def step_apply(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
+def step_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
                managed_pods: kopf.Index, **_: Any) -> None:
     """Render and apply a PipelineStep's children, then publish its status."""
     resource = _plain(body)
     pods = periodic.items(managed_pods, (namespace, STEP_COMPONENT, label_value(name)), memo["freshness"])
-    _publish(resource, reconcile.apply_step(resource, pods, memo["render_settings"]))
+    _publish(resource, reconcile.apply_step(resource, pods, memo["render_settings"]), patch)
 
 
-def build_apply(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
+def build_apply(body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo,
                 build_jobs: kopf.Index, managed_pods: kopf.Index, **_: Any) -> None:
     """Render and apply a TrainingSetBuild's ConfigMap and Job, then publish its status."""
     resource = _plain(body)
     jobs = periodic.items(build_jobs, (namespace, name), memo["freshness"])
     pods = periodic.items(managed_pods, (namespace, BUILD_COMPONENT, label_value(name)), memo["freshness"])
-    _publish(resource, reconcile.reconcile_build(resource, jobs, pods, memo["render_settings"], full_apply=True))
+    _publish(resource, reconcile.reconcile_build(resource, jobs, pods, memo["render_settings"], full_apply=True),
+             patch)
 
 
 # ------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import kopf
 
@@ -109,43 +109,35 @@ def round_work(ix: Indexes, settings: RenderSettings, quiet: dict[tuple[str, str
     checks: list[Check] = []
     live: set[tuple[str, str, str]] = set()
 
-    def settled(resource: dict[str, Any], fingerprint: Fingerprint) -> bool:
-        live.add(_key(resource))
-        return quiet.get(_key(resource)) == fingerprint
+    def handled(index: kopf.Index) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for namespace, name in list(index.keys()):
+            resource = _latest(index, (namespace, name), fresh)
+            meta = (resource or {}).get("metadata") or {}
+            if resource is not None and not meta.get("deletionTimestamp") and HANDLED in (meta.get("annotations") or {}):
+                live.add(_key(resource))
+                yield namespace, name, resource
 
-    for key in list(ix.steps.keys()):
-        resource = _latest(ix.steps, key, fresh)
-        if resource is None or resource["metadata"].get("deletionTimestamp"):
-            continue
-        if HANDLED not in (resource["metadata"].get("annotations") or {}):
-            continue
-        namespace, name = key
-        deployment = _latest(ix.step_deployments, key, fresh)
+    for namespace, name, resource in handled(ix.steps):
+        deployment = _latest(ix.step_deployments, (namespace, name), fresh)
         pods = items(ix.managed_pods, (namespace, STEP_COMPONENT, label_value(name)), fresh)
         fingerprint = (_version(resource), _version(deployment), tuple(_version(p) for p in pods))
-        if settled(resource, fingerprint):
+        if quiet.get(_key(resource)) == fingerprint:
             continue
         if reconcile.step_needs_apply(resource, deployment, settings):
-            checks.append(Check(resource, functools.partial(reconcile.apply_step, resource, pods, settings),
-                                fingerprint, observe_only=False))
+            work = functools.partial(reconcile.apply_step, resource, pods, settings)
+            checks.append(Check(resource, work, fingerprint, observe_only=False))
         else:
-            checks.append(Check(resource, functools.partial(reconcile.observe_step, resource, deployment, pods,
-                                                            settings), fingerprint, observe_only=True))
-    for key in list(ix.builds.keys()):
-        resource = _latest(ix.builds, key, fresh)
-        if resource is None or resource["metadata"].get("deletionTimestamp"):
-            continue
-        if HANDLED not in (resource["metadata"].get("annotations") or {}):
-            continue
-        namespace, name = key
-        jobs = items(ix.build_jobs, key, fresh)
+            work = functools.partial(reconcile.observe_step, resource, deployment, pods, settings)
+            checks.append(Check(resource, work, fingerprint, observe_only=True))
+    for namespace, name, resource in handled(ix.builds):
+        jobs = items(ix.build_jobs, (namespace, name), fresh)
         pods = items(ix.managed_pods, (namespace, BUILD_COMPONENT, label_value(name)), fresh)
         fingerprint = (_version(resource), tuple(_version(j) for j in jobs), tuple(_version(p) for p in pods))
-        if settled(resource, fingerprint):
+        if quiet.get(_key(resource)) == fingerprint:
             continue
         # plan_build decides whether anything is applied; an empty plan is an observation.
-        checks.append(Check(resource, functools.partial(reconcile.reconcile_build, resource, jobs, pods, settings,
-                                                        False), fingerprint, observe_only=True))
+        work = functools.partial(reconcile.reconcile_build, resource, jobs, pods, settings, False)
+        checks.append(Check(resource, work, fingerprint, observe_only=True))
     for gone in quiet.keys() - live:  # deleted resources
         del quiet[gone]
     return checks

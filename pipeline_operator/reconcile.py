@@ -102,7 +102,7 @@ def _step_facts(resource: dict[str, Any], rendered: render_pipelinestep.Rendered
         return StepFacts(generation=meta.get("generation"), deployment_name=meta["name"], error=error)
     return StepFacts(
         generation=meta.get("generation"), config_hash=rendered.config_hash,
-        desired_replicas=rendered.desired_replicas, suspend=rendered.spec.suspend,
+        desired_replicas=rendered.desired_replicas, suspend=rendered.suspend,
         selector=rendered.selector, processor=rendered.processor,
         deployment_name=rendered.deployment["metadata"]["name"], error=error,
     )
@@ -169,7 +169,7 @@ def _build_facts(resource: dict[str, Any], rendered: render_trainingset.Rendered
         return BuildFacts(generation=meta.get("generation"), error=error, previous=previous)
     return BuildFacts(
         generation=meta.get("generation"), config_hash=rendered.config_hash, partitions=rendered.partitions,
-        suspend=rendered.spec.suspend, main_job_name=rendered.main_job["metadata"]["name"],
+        suspend=rendered.suspend, main_job_name=rendered.main_job["metadata"]["name"],
         merge_job_name=rendered.merge_job["metadata"]["name"] if rendered.merge_job else None,
         error=error, previous=previous,
     )

@@ -21,9 +21,10 @@ CONTAINER = "step"
 
 @dataclass(frozen=True)
 class RenderedStep:
-    """The children of one PipelineStep and the facts its status needs."""
+    """The children of one PipelineStep and the facts its status needs (not the spec model:
+    the operator keeps one of these per step in memory, and the manifests say it all)."""
 
-    spec: PipelineStepSpec
+    suspend: bool
     config_hash: str
     config_map: dict[str, Any]
     deployment: dict[str, Any]
@@ -92,7 +93,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
             },
         },
     }
-    return RenderedStep(spec=spec, config_hash=digest, config_map=cm, deployment=deployment,
+    return RenderedStep(suspend=spec.suspend, config_hash=digest, config_map=cm, deployment=deployment,
                         selector=selector_string(selector), processor=spec.processor.kind(),
                         desired_replicas=replicas)
 

@@ -36,7 +36,7 @@ ROLE_BUILD, ROLE_PARTITION, ROLE_MERGE = "build", "partition", "merge"
 class RenderedBuild:
     """The children of one TrainingSetBuild. `merge_job` is None for a single-Job build."""
 
-    spec: TrainingSetBuildSpec
+    suspend: bool
     config_hash: str
     config_map: dict[str, Any]
     main_job: dict[str, Any]
@@ -97,7 +97,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
     else:
         main = job(ROLE_PARTITION, ["--partition-from-env"], partitions)
         merge = job(ROLE_MERGE, ["--merge"], None)
-    return RenderedBuild(spec=spec, config_hash=digest, config_map=cm, main_job=main, merge_job=merge,
+    return RenderedBuild(suspend=spec.suspend, config_hash=digest, config_map=cm, main_job=main, merge_job=merge,
                          partitions=partitions)
 
 
