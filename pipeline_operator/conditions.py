@@ -85,7 +85,7 @@ def phase_changed(old: dict[str, Any] | None, new: dict[str, Any] | None) -> boo
         return False
 
     def key(s: dict[str, Any]) -> tuple[Any, Any]:
-        ready = next((c for c in s.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in s.get("conditions") or [] if c.get("type") == "Ready"), {})
         return s.get("phase"), ready.get("reason")
 
     return key(old or {}) != key(new)

@@ -276,7 +276,7 @@ def build_finished(previous: dict[str, Any], config_hash: str) -> bool:
     which is never started again. A phase Failed that the operator wrote because it could not
     apply the children (an API error: quota, admission, an API server restart) is not a finished
     build: its Jobs are applied again once the API server lets them through."""
-    ready = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
     return (previous.get("phase") in ("Succeeded", "Failed") and previous.get("configHash") == config_hash
             and ready.get("reason") not in NOT_A_BUILD_OUTCOME)
 

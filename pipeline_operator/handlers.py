@@ -236,24 +236,23 @@ async def stop_periodic_check(memo: kopf.Memo, **_: Any) -> None:
 def register(registry: kopf.OperatorRegistry, selector: LabelFilter | None) -> None:
     """Register every handler on `registry`; `selector` (a kopf label filter, None: all) picks
     the PipelineSteps and TrainingSetBuilds this operator handles."""
-    on = {"registry": registry}
     # The credentials the kubernetes client uses too (in-cluster ServiceAccount, else
     # $KUBECONFIG); kopf adds this only to its default registry, not to one made here.
-    kopf.on.login(**on)(kopf.login_via_client)
-    kopf.on.startup(**on)(configure)
-    kopf.index(*DEPLOYMENTS, labels={**MANAGED, "app.kubernetes.io/component": STEP_COMPONENT}, **on)(
+    kopf.on.login(registry=registry)(kopf.login_via_client)
+    kopf.on.startup(registry=registry)(configure)
+    kopf.index(*DEPLOYMENTS, labels={**MANAGED, "app.kubernetes.io/component": STEP_COMPONENT}, registry=registry)(
         step_deployments)
-    kopf.index(*JOBS, labels={**MANAGED, "app.kubernetes.io/component": BUILD_COMPONENT}, **on)(build_jobs)
-    kopf.index(*PODS, labels=MANAGED, **on)(managed_pods)
-    kopf.index(*STEPS, labels=selector, **on)(steps)
-    kopf.index(*BUILDS, labels=selector, **on)(builds)
+    kopf.index(*JOBS, labels={**MANAGED, "app.kubernetes.io/component": BUILD_COMPONENT}, registry=registry)(build_jobs)
+    kopf.index(*PODS, labels=MANAGED, registry=registry)(managed_pods)
+    kopf.index(*STEPS, labels=selector, registry=registry)(steps)
+    kopf.index(*BUILDS, labels=selector, registry=registry)(builds)
     for resource, handler in ((STEPS, step_apply), (BUILDS, build_apply)):
-        kopf.on.resume(*resource, labels=selector, **on)(handler)
-        kopf.on.create(*resource, labels=selector, **on)(handler)
-        kopf.on.update(*resource, labels=selector, **on)(handler)
-    kopf.on.startup(**on)(start_periodic_check)
+        kopf.on.resume(*resource, labels=selector, registry=registry)(handler)
+        kopf.on.create(*resource, labels=selector, registry=registry)(handler)
+        kopf.on.update(*resource, labels=selector, registry=registry)(handler)
+    kopf.on.startup(registry=registry)(start_periodic_check)
     for child in (DEPLOYMENTS, JOBS, PODS):
-        kopf.on.event(*child, labels=MANAGED, **on)(child_changed)
+        kopf.on.event(*child, labels=MANAGED, registry=registry)(child_changed)
     for resource in (STEPS, BUILDS):
-        kopf.on.event(*resource, labels=selector, **on)(resource_listed)
-    kopf.on.cleanup(**on)(stop_periodic_check)
+        kopf.on.event(*resource, labels=selector, registry=registry)(resource_listed)
+    kopf.on.cleanup(registry=registry)(stop_periodic_check)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from pipeline_operator import kube, render_pipelinestep, render_trainingset
 from pipeline_operator.children import CONFIG_HASH_ANNOTATION, RenderSettings
-from pipeline_operator.conditions import Verdict, now_rfc3339, phase_changed, status_update
+from pipeline_operator.conditions import Status, Verdict, now_rfc3339, phase_changed, status_update
 from pipeline_operator.derive import BuildFacts, StepFacts, pipelinestep_status, trainingset_status
 from pipeline_operator.metrics import ERRORS, RECONCILES, STATUS_WRITES, TRANSITIONS, timed
 from pipeline_operator.plan import Action, Apply, plan_build
@@ -68,16 +68,16 @@ class Outcome:
     retry: bool = False
 
 
-def _finish(kind: str, resource: dict[str, Any], fields: dict[str, Any], verdict: Verdict,
+def _finish(kind: str, resource: dict[str, Any], status: Status, verdict: Verdict,
             retry: bool = False) -> Outcome:
     old = resource.get("status") or {}
     generation = (resource.get("metadata") or {}).get("generation")
-    patch = status_update(old, fields, verdict, generation, now_rfc3339())
+    patch = status_update(old, status, verdict, generation, now_rfc3339())
     transition = phase_changed(old, patch)
     if patch is not None:
         STATUS_WRITES.labels(kind).inc()
-    if transition:
-        TRANSITIONS.labels(kind, str(patch.get("phase"))).inc()
+        if transition:
+            TRANSITIONS.labels(kind, str(patch.get("phase"))).inc()
     return Outcome(patch, verdict, transition, retry)
 
 

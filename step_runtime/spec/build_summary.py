@@ -204,8 +204,8 @@ def _shorten(doc: dict[str, Any], limit: int) -> str:
                 _cut_text(doc, lambda k=key: output[k], lambda v, k=key: output.__setitem__(k, v), limit)
     if not done():
         # Only what cannot be long is left (names may be up to 253 characters).
-        kept = {k: doc[k] for k in ("phase", "rows_in", "rows_out", "conflicts", "partition", "partitions", "rows")
-                if k in doc}
+        kept: dict[str, Any] = {k: doc[k] for k in ("phase", "rows_in", "rows_out", "conflicts", "partition",
+                                                    "partitions", "rows") if k in doc}
         dropped = [k for k in doc if k not in kept and k != "shortened"]
         doc.clear()
         doc.update(kept, shortened=sorted(set(shortened) | set(dropped)))
