@@ -82,3 +82,16 @@ def test_the_selector_reaches_registration_as_an_argument():
     children = [h for h in registered if h.selector is not None and h.selector.any_name not in ours]
     assert children and all(h.labels.get("app.kubernetes.io/managed-by") == "alertops-operator" for h in children)
     assert "ALERTOPS_OPERATOR_SELECTOR" not in open(handlers.__file__).read()
+
+
+def test_wake_up_handlers_do_not_log_a_line_per_watch_event():
+    from pipeline_operator import handlers
+
+    handlers.configure(settings=kopf.OperatorSettings(), memo=kopf.Memo())
+    logger = logging.getLogger("kopf.objects")
+
+    def passes(message: str) -> bool:
+        return logger.filter(logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, message, None, None))
+
+    assert not passes("Handler 'child_changed' succeeded.") and not passes("Handler 'resource_listed' succeeded.")
+    assert passes("Handler 'step_apply' succeeded.") and passes("Handler 'child_changed' failed with an exception.")
