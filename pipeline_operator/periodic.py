@@ -1,10 +1,11 @@
 """The periodic level-based check: one loop over every resource, for the whole operator.
 
-Each round re-derives every resource's status from the in-memory indexes (the resources and
-the Deployments, Jobs and Pods the operator manages, kept current by watches), publishes it
-only when it changed, re-applies a child that was deleted or edited by hand, and starts a
-build's merge Job. An idle cluster therefore costs no API request beyond the watches. After a
-watch had to list its kind again, the round first checks that kind's index (`resync`).
+Each round re-derives the status of every resource whose inputs changed, from the in-memory
+indexes (the resources and the Deployments, Jobs and Pods the operator manages, kept current
+by watches), publishes it only when it changed, re-applies a child that was deleted or edited
+by hand, and starts a build's merge Job. An idle cluster therefore costs no API request beyond
+the watches, and a lookup per resource (`round_work`). After a watch had to list its kind
+again, the round first checks that kind's index (`resync`).
 
 A round runs every CHECK_INTERVAL seconds, or as soon as a child changes (`wake`),
 after a short pause so that a burst of changes (a rollout, 200 new pods) is one round. It is
