@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=port_number, default=os.environ.get("ALERTOPS_METRICS_PORT", "8082"),
                         help="serve Prometheus metrics at :PORT/metrics (0: off; default 8082)")
     parser.add_argument("--default-image", default=os.environ.get("ALERTOPS_DEFAULT_IMAGE"),
-                        help="runtime image for resources that name none (TrainingSetBuild)")
+                        help="runtime image of every PipelineStep and TrainingSetBuild whose spec.image is unset "
+                             "(default: $ALERTOPS_DEFAULT_IMAGE or ghcr.io/alertops/alertops:0.1.0)")
     parser.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("ALERTOPS_LOG_FORMAT", "json"),
                         help="log lines as JSON (default) or plain text")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -47,14 +48,15 @@ def main(args: argparse.Namespace) -> int:
     from pipeline_operator.selector import SelectorError, parse_selector
 
     try:
-        parse_selector(args.selector)
+        selector = parse_selector(args.selector)
     except SelectorError as exc:
         print(f"alertops operator: --selector: {exc}", file=sys.stderr)
         return 2
-    # The handlers module reads the selector when it registers its handlers (on import).
-    os.environ["ALERTOPS_OPERATOR_SELECTOR"] = args.selector or ""
-    from pipeline_operator import handlers  # noqa: F401  (registers the handlers)
+    from pipeline_operator import handlers
     from pipeline_operator.children import RenderSettings
+
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, selector)
 
     clusterwide, namespaces = namespaces_from(args)
     kopf.configure(debug=args.verbose, verbose=args.verbose,
@@ -75,5 +77,6 @@ def main(args: argparse.Namespace) -> int:
         standalone=True,  # one replica with Recreate: no peering objects needed
         liveness_endpoint=liveness,
         memo=memo,
+        registry=registry,
     )
     return 0

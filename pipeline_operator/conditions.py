@@ -1,20 +1,26 @@
-"""Conditions: build the Ready/Reconciling/Stalled triple and keep transition times honest."""
+"""Conditions and status patches: the Ready/Reconciling/Stalled triple, honest transition
+times, and the one function that turns a status model into what is written to the API server."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
+
+from pipeline_operator.status import Condition, ConditionType, PipelineStepStatus, TrainingSetBuildStatus
+
+VerdictState = Literal["ready", "reconciling", "stalled", "idle"]
+Status = PipelineStepStatus | TrainingSetBuildStatus
 
 
 @dataclass(frozen=True)
 class Verdict:
     """What a status derivation concluded, before it becomes conditions.
 
-    `state` is one of "ready", "reconciling", "stalled", "idle" (idle: nothing to do and not
-    ready, e.g. suspended); `reason` is CamelCase, `message` is for people.
+    `state`: idle means nothing to do and not ready (e.g. suspended); `reason` is CamelCase,
+    `message` is for people.
     """
 
-    state: str
+    state: VerdictState
     reason: str
     message: str
 
@@ -24,15 +30,15 @@ def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def conditions_for(verdict: Verdict, generation: int | None) -> list[dict[str, Any]]:
+def conditions_for(verdict: Verdict, generation: int | None) -> list[Condition]:
     """Ready, Reconciling and Stalled for a verdict (kstatus: at most one of them is True)."""
-    def cond(kind: str, on: bool) -> dict[str, Any]:
+    def cond(kind: ConditionType, on: bool) -> Condition:
         if on or kind == "Ready":
             reason, message = verdict.reason, verdict.message
         else:
             reason, message = "AsExpected", ""
-        return {"type": kind, "status": "True" if on else "False", "reason": reason,
-                "message": message, "observedGeneration": generation}
+        return Condition(type=kind, status="True" if on else "False", reason=reason, message=message,
+                         observed_generation=generation)
 
     return [
         cond("Ready", verdict.state == "ready"),
@@ -41,27 +47,34 @@ def conditions_for(verdict: Verdict, generation: int | None) -> list[dict[str, A
     ]
 
 
-def merge_conditions(old: list[dict[str, Any]] | None, new: list[dict[str, Any]],
-                     now: str) -> list[dict[str, Any]]:
-    """`new` with lastTransitionTime kept from `old` where a condition's status did not change."""
+def merge_conditions(old: list[dict[str, Any]] | None, new: list[Condition], now: str) -> list[Condition]:
+    """`new` with lastTransitionTime kept from `old` (as read from the API) where a condition's
+    status did not change."""
     previous = {c.get("type"): c for c in (old or [])}
     merged = []
     for c in new:
-        before = previous.get(c["type"])
-        same = before is not None and before.get("status") == c["status"] and before.get("lastTransitionTime")
-        merged.append({**c, "lastTransitionTime": before["lastTransitionTime"] if same else now})
+        before = previous.get(c.type)
+        same = before is not None and before.get("status") == c.status and before.get("lastTransitionTime")
+        kept = before["lastTransitionTime"] if same and before is not None else now
+        merged.append(c.model_copy(update={"last_transition_time": kept}))
     return merged
 
 
-def status_update(old: dict[str, Any] | None, fields: dict[str, Any], verdict: Verdict,
-                  generation: int | None, now: str) -> dict[str, Any] | None:
-    """The status patch to write, or None when it would change nothing (no API call when idle).
+def dump_status(status: Status) -> dict[str, Any]:
+    """A status model as the API server stores it: camelCase, only the fields that were set.
 
-    A field set to None in `fields` is removed from the status (merge-patch semantics).
+    A field set to None is written as null, which a merge patch removes from the status; a
+    field never set is left out, so the patch leaves it as it is.
     """
+    return status.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
+
+def status_update(old: dict[str, Any] | None, status: Status, verdict: Verdict,
+                  generation: int | None, now: str) -> dict[str, Any] | None:
+    """The status patch to write, or None when it would change nothing (no API call when idle)."""
     old = old or {}
     conditions = merge_conditions(old.get("conditions"), conditions_for(verdict, generation), now)
-    new = {**fields, "conditions": conditions}
+    new = dump_status(status.model_copy(update={"conditions": conditions}))
     changed = any(old.get(k) != v for k, v in new.items())
     return new if changed else None
 
@@ -72,7 +85,7 @@ def phase_changed(old: dict[str, Any] | None, new: dict[str, Any] | None) -> boo
         return False
 
     def key(s: dict[str, Any]) -> tuple[Any, Any]:
-        ready = next((c for c in s.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in s.get("conditions") or [] if c.get("type") == "Ready"), {})
         return s.get("phase"), ready.get("reason")
 
     return key(old or {}) != key(new)

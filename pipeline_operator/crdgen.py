@@ -90,7 +90,8 @@ def _resolve_ref(ref: str, defs: dict[str, Any], where: str) -> dict[str, Any]:
     prefix = "#/$defs/"
     if not ref.startswith(prefix) or ref[len(prefix):] not in defs:
         raise SchemaConversionError(f"{where}: cannot resolve $ref {ref!r}")
-    return defs[ref[len(prefix):]]
+    resolved: dict[str, Any] = defs[ref[len(prefix):]]
+    return resolved
 
 
 def _merge_siblings(node: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,14 @@ from typing import Any
 from pipeline_operator.crdgen import CelRule, CRDDefinition, PrinterColumn, build_crd
 from pipeline_operator.status import PipelineStepStatus, TrainingSetBuildStatus
 from step_runtime.spec.common import API_GROUP, API_VERSION, SpecModel, one_of_message
-from step_runtime.spec.pipelinestep import (KAFKA_TOPIC, PG_IDENTIFIER, RESERVED_VOLUME_PREFIX, RESERVED_VOLUMES,
-                                            RUNTIME_DIRS, PipelineStepSpec)
+from step_runtime.spec.pipelinestep import (
+    KAFKA_TOPIC,
+    PG_IDENTIFIER,
+    RESERVED_VOLUME_PREFIX,
+    RESERVED_VOLUMES,
+    RUNTIME_DIRS,
+    PipelineStepSpec,
+)
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
 
 CATEGORY = "alertops"

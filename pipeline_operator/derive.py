@@ -1,28 +1,39 @@
-"""Status derivation, as pure functions: children's observed state in, status + verdict out.
+"""Status derivation, as pure functions: children's observed state in, status model + verdict out.
 
 Messages are written for the person running `kubectl describe`: they say what is wrong and
 what to change (the image, a Secret, the spec field).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import ValidationError
 
 from pipeline_operator.children import CONFIG_HASH_ANNOTATION
 from pipeline_operator.conditions import Verdict
 from pipeline_operator.rollout import fetch_problem, fetching, ready_models
+from pipeline_operator.status import (
+    CatalogResult,
+    PipelineStepPhase,
+    PipelineStepStatus,
+    ReadyModel,
+    TrainingSetBuildPhase,
+    TrainingSetBuildStatus,
+)
+from step_runtime.spec.build_summary import BuildSummary, SummaryError
 
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_ERROR_REASONS = {"CreateContainerConfigError", "CreateContainerError"}
 
 
 def _name(obj: dict[str, Any]) -> str:
-    return obj.get("metadata", {}).get("name", "?")
+    return str(obj.get("metadata", {}).get("name", "?"))
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
+    conditions: list[dict[str, Any]] = (obj.get("status") or {}).get("conditions") or []
+    for c in conditions:
         if c.get("type") == kind:
             return c
     return None
@@ -90,14 +101,15 @@ class StepFacts:
 
 
 def pipelinestep_status(facts: StepFacts, deployment: dict[str, Any] | None,
-                        pods: list[dict[str, Any]]) -> tuple[dict[str, Any], Verdict]:
-    """Status fields (camelCase, without conditions) and the verdict for one PipelineStep."""
+                        pods: list[dict[str, Any]]) -> tuple[PipelineStepStatus, Verdict]:
+    """The status (without conditions) and the verdict for one PipelineStep."""
     dstatus = (deployment or {}).get("status") or {}
     replicas = int(dstatus.get("replicas") or 0)
     ready = int(dstatus.get("readyReplicas") or 0)
     updated = int(dstatus.get("updatedReplicas") or 0)
     desired = facts.desired_replicas
     verdict = _step_verdict(facts, deployment, pods, replicas, ready, updated)
+    phase: PipelineStepPhase
     if verdict.state == "ready":
         phase = "Running"
     elif verdict.state == "idle":
@@ -106,20 +118,23 @@ def pipelinestep_status(facts: StepFacts, deployment: dict[str, Any] | None,
         phase = "Failed"
     else:
         phase = "Pending" if ready == 0 and desired > 0 else "Progressing"
-    status = {
-        "observedGeneration": facts.generation,
-        "phase": phase,
-        "replicas": replicas,
-        "readyReplicas": ready,
-        "updatedReplicas": updated,
-        "replicaSummary": f"{ready}/{desired}",
-        "selector": facts.selector,
-        "processor": facts.processor,
-        "deployment": facts.deployment_name,
-        "configHash": facts.config_hash,
-        "lastError": verdict.message if verdict.state == "stalled" else None,
-        **ready_models(pods),
-    }
+    running = ready_models(pods)
+    status = PipelineStepStatus(
+        observed_generation=facts.generation,
+        phase=phase,
+        replicas=replicas,
+        ready_replicas=ready,
+        updated_replicas=updated,
+        replica_summary=f"{ready}/{desired}",
+        selector=facts.selector,
+        processor=facts.processor,
+        deployment=facts.deployment_name,
+        config_hash=facts.config_hash,
+        last_error=verdict.message if verdict.state == "stalled" else None,
+        model_version=running["modelVersion"],
+        model_sha256=running["modelSha256"],
+        models=[ReadyModel.model_validate(model) for model in running["models"]],
+    )
     return status, verdict
 
 
@@ -186,9 +201,10 @@ class BuildFacts:
 
 @dataclass(frozen=True)
 class BuildOutcome:
-    """The derived status, its verdict, and whether the merge Job should be created now."""
+    """The derived status (without conditions), its verdict, and whether the merge Job should be
+    created now."""
 
-    status: dict[str, Any]
+    status: TrainingSetBuildStatus
     verdict: Verdict
     create_merge: bool = False
 
@@ -208,65 +224,46 @@ def count_indexes(text: str | None) -> int:
     return total
 
 
-def parse_summary(message: str | None) -> dict[str, Any]:
-    """Status fields from the build's summary JSON (the termination message); {} if not JSON.
-
-    Accepts camelCase or snake_case keys and catalogs as a list or a name -> counts map.
-    """
-    try:
-        data = json.loads(message or "")
-    except ValueError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-
-    def pick(*keys: str) -> Any:
-        for k in keys:
-            if k in data:
-                return data[k]
-        return None
-
-    out: dict[str, Any] = {}
-    rows_in, rows_out = pick("rowsIn", "rows_in", "source_rows"), pick("rowsOut", "rows_out", "output_rows")
-    if isinstance(rows_in, int):
-        out["rowsIn"] = rows_in
-    if isinstance(rows_out, int):
-        out["rowsOut"] = rows_out
-    output = pick("output", "outputPath", "output_path")
-    if isinstance(output, dict):
-        output = output.get("path") or output.get("location")
-    if isinstance(output, str):
-        out["output"] = output
-    catalogs = pick("catalogs")
-    items: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(catalogs, dict):
-        items = [(str(k), v) for k, v in catalogs.items() if isinstance(v, dict)]
-    elif isinstance(catalogs, list):
-        items = [(str(c.get("name", "?")), c) for c in catalogs if isinstance(c, dict)]
-    if items:
-        out["catalogs"] = [
-            {"name": n, "matches": int(c.get("matches") or c.get("matched") or 0),
-             "conflicts": int(c.get("conflicts") or 0)}
-            for n, c in items
+def summary_status(summary: BuildSummary) -> dict[str, Any]:
+    """The TrainingSetBuildStatus fields a build's summary gives (only those it carries)."""
+    fields: dict[str, Any] = {}
+    if summary.rows_in is not None:
+        fields["rows_in"] = summary.rows_in
+    if summary.rows_out is not None:
+        fields["rows_out"] = summary.rows_out
+    if summary.output is not None and summary.output.path:
+        fields["output"] = summary.output.path
+    if summary.catalogs:
+        fields["catalogs"] = [
+            CatalogResult(name=name, matches=c.matches or 0, conflicts=c.conflicts or 0,
+                          **({"matched_unlabeled": c.matched_unlabeled} if c.matched_unlabeled is not None else {}))
+            for name, c in summary.catalogs.items()
         ]
-    return out
+    return fields
 
 
 def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
     for cs in _container_statuses(pod):
-        t = (cs.get("state") or {}).get("terminated")
+        t: dict[str, Any] | None = (cs.get("state") or {}).get("terminated")
         if t:
             return t
     return {}
 
 
-def _summary_of(pods: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary_of(pods: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    """Status fields from the newest succeeded pod's summary, or why no summary could be read."""
+    problem = None
     for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp", ""), reverse=True):
         if (pod.get("status") or {}).get("phase") == "Succeeded":
-            parsed = parse_summary(_terminated(pod).get("message"))
-            if parsed:
-                return parsed
-    return {}
+            try:
+                fields = summary_status(BuildSummary.from_termination_message(_terminated(pod).get("message")))
+            except SummaryError as err:
+                problem = problem or f"pod {_name(pod)}: {err}"
+                continue
+            if fields:
+                return fields, None
+            problem = problem or f"pod {_name(pod)}: the termination message carries no counts"
+    return {}, problem
 
 
 def _failure_detail(pods: list[dict[str, Any]]) -> str:
@@ -288,30 +285,72 @@ def _job_complete(job: dict[str, Any]) -> bool:
     return bool(c and c.get("status") == "True")
 
 
+# Ready reasons of a status that failed before any Job ran: the build is not over.
+NOT_A_BUILD_OUTCOME = frozenset({"ApiError", "InvalidSpec"})
+
+
+def build_finished(previous: dict[str, Any], config_hash: str) -> bool:
+    """Whether a status (as read from the API) reports a finished build of this very config,
+    which is never started again. A phase Failed that the operator wrote because it could not
+    apply the children (an API error: quota, admission, an API server restart) is not a finished
+    build: its Jobs are applied again once the API server lets them through."""
+    ready: dict[str, Any] = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return (previous.get("phase") in ("Succeeded", "Failed") and previous.get("configHash") == config_hash
+            and ready.get("reason") not in NOT_A_BUILD_OUTCOME)
+
+
+def merge_due(partitions: int, main_job: dict[str, Any] | None, merge_job: dict[str, Any] | None) -> bool:
+    """Whether a partitioned build's merge Job should be created now: every partition is done
+    (the Indexed Job completed) and the merge Job does not exist yet."""
+    return (partitions > 1 and main_job is not None and merge_job is None
+            and _job_complete(main_job) and _job_failed(main_job) is None)
+
+
 def _pods_of(pods: list[dict[str, Any]], job_name: str | None) -> list[dict[str, Any]]:
     return [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get("batch.kubernetes.io/job-name")
             == job_name or ((p.get("metadata") or {}).get("labels") or {}).get("job-name") == job_name]
 
 
+def previous_build_status(previous: dict[str, Any]) -> TrainingSetBuildStatus:
+    """The status a build had (as read from the API), without its conditions.
+
+    Only the fields the model knows are kept, and a field that does not validate is dropped
+    rather than failing the derivation: the previous status is a hint, never a reason to stop.
+    """
+    known = {f.alias or name for name, f in TrainingSetBuildStatus.model_fields.items()} - {"conditions"}
+    data = {k: v for k, v in previous.items() if k in known}
+    while True:
+        try:
+            return TrainingSetBuildStatus.model_validate(data)
+        except ValidationError as err:
+            bad = {str(e["loc"][0]) for e in err.errors() if e["loc"]}
+            if not bad & data.keys():
+                return TrainingSetBuildStatus()
+            data = {k: v for k, v in data.items() if k not in bad}
+
+
 def trainingset_status(facts: BuildFacts, main_job: dict[str, Any] | None, merge_job: dict[str, Any] | None,
                        pods: list[dict[str, Any]]) -> BuildOutcome:
-    """Status fields (camelCase, without conditions), verdict and next action for one build."""
+    """The status (without conditions), verdict and next action for one build."""
     prev = facts.previous or {}
     base: dict[str, Any] = {
-        "observedGeneration": facts.generation,
+        "observed_generation": facts.generation,
         "partitions": facts.partitions,
-        "configHash": facts.config_hash,
+        "config_hash": facts.config_hash,
         "jobs": [n for n in (facts.main_job_name, facts.merge_job_name) if n],
     }
+
+    def status(phase: TrainingSetBuildPhase, last_error: str | None, **more: Any) -> TrainingSetBuildStatus:
+        return TrainingSetBuildStatus(**base, **more, phase=phase, last_error=last_error)
+
     if facts.error is not None:
-        return BuildOutcome({**base, "phase": "Failed", "lastError": facts.error.message}, facts.error)
-    terminal = prev.get("phase") in ("Succeeded", "Failed") and prev.get("configHash") == facts.config_hash
-    if terminal and main_job is None:
+        return BuildOutcome(status("Failed", facts.error.message), facts.error)
+    if facts.config_hash is not None and build_finished(prev, facts.config_hash) and main_job is None:
         # The Jobs were garbage-collected after ttlSecondsAfterFinished: the result stands.
-        kept = {k: v for k, v in prev.items() if k != "conditions"}
-        verdict = (Verdict("ready", "Succeeded", _success_message(prev)) if prev["phase"] == "Succeeded"
-                   else Verdict("stalled", "BuildFailed", prev.get("lastError") or "the build failed"))
-        return BuildOutcome({**kept, **base}, verdict)
+        kept = previous_build_status(prev).model_copy(update=base)
+        verdict = (Verdict("ready", "Succeeded", _success_message(kept)) if kept.phase == "Succeeded"
+                   else Verdict("stalled", "BuildFailed", kept.last_error or "the build failed"))
+        return BuildOutcome(kept, verdict)
     main_status = (main_job or {}).get("status") or {}
     if facts.partitions > 1:
         done = count_indexes(main_status.get("completedIndexes"))
@@ -319,51 +358,51 @@ def trainingset_status(facts: BuildFacts, main_job: dict[str, Any] | None, merge
         done = 1 if main_job is not None and _job_complete(main_job) else 0
     if main_job is not None and _job_complete(main_job):
         done = facts.partitions
-    base.update({"completedPartitions": done, "progress": f"{done}/{facts.partitions}",
-                 "startTime": main_status.get("startTime") or prev.get("startTime")})
+    base.update({"completed_partitions": done, "progress": f"{done}/{facts.partitions}",
+                 "start_time": main_status.get("startTime") or prev.get("startTime")})
     if main_job is None:
         if facts.suspend:
-            return BuildOutcome({**base, "phase": "Suspended", "lastError": None},
+            return BuildOutcome(status("Suspended", None),
                                 Verdict("idle", "Suspended", "suspended (spec.suspend is true): no Job started"))
-        return BuildOutcome({**base, "phase": "Pending", "lastError": None},
+        return BuildOutcome(status("Pending", None),
                             Verdict("reconciling", "Creating", f"creating Job {facts.main_job_name}"))
     failed = _job_failed(main_job)
     if failed is None and merge_job is not None:
         failed = _job_failed(merge_job)
     if failed is not None:
         which = main_job if _job_failed(main_job) else merge_job
+        assert which is not None
         message = (f"Job {_name(which)} failed ({failed.get('reason', 'Failed')}: {failed.get('message', '')})"
                    f"{_failure_detail(_pods_of(pods, _name(which)))}")
-        return BuildOutcome({**base, "phase": "Failed", "lastError": message,
-                             "completionTime": failed.get("lastTransitionTime")},
+        return BuildOutcome(status("Failed", message, completion_time=failed.get("lastTransitionTime")),
                             Verdict("stalled", "BuildFailed", message))
     final_job = merge_job if facts.partitions > 1 else main_job
     if _job_complete(main_job):
-        if facts.partitions > 1 and merge_job is None:
-            return BuildOutcome({**base, "phase": "Running", "lastError": None},
+        if merge_due(facts.partitions, main_job, merge_job):
+            return BuildOutcome(status("Running", None),
                                 Verdict("reconciling", "Merging", "all partitions done; starting the merge Job"),
                                 create_merge=True)
         if final_job is not None and _job_complete(final_job):
-            summary = _summary_of(_pods_of(pods, _name(final_job)))
-            status = {**base, **summary, "phase": "Succeeded", "lastError": None,
-                      "completionTime": ((final_job.get("status") or {}).get("completionTime"))}
-            return BuildOutcome(status, Verdict("ready", "Succeeded", _success_message(status)))
+            summary, unreadable = _summary_of(_pods_of(pods, _name(final_job)))
+            done_status = status("Succeeded", None, **summary,
+                                 completion_time=(final_job.get("status") or {}).get("completionTime"))
+            message = _success_message(done_status)
+            if unreadable:
+                message += f"; its summary could not be read ({_tail(unreadable)})"
+            return BuildOutcome(done_status, Verdict("ready", "Succeeded", message))
     if facts.suspend and not main_status.get("active"):
-        return BuildOutcome({**base, "phase": "Suspended", "lastError": None},
+        return BuildOutcome(status("Suspended", None),
                             Verdict("idle", "Suspended", "suspended (spec.suspend is true): Job paused"))
     problem = pod_problem(pods)
     if problem is not None:
-        return BuildOutcome({**base, "phase": "Running", "lastError": problem.message}, problem)
+        return BuildOutcome(status("Running", problem.message), problem)
     running = bool(main_status.get("active")) or merge_job is not None
-    phase = "Running" if running or done else "Pending"
     stage = "merging partitions" if merge_job is not None else f"{done}/{facts.partitions} partitions done"
-    return BuildOutcome({**base, "phase": phase, "lastError": None},
+    return BuildOutcome(status("Running" if running or done else "Pending", None),
                         Verdict("reconciling", "Running" if running else "WaitingForPods", stage))
 
 
-def _success_message(status: dict[str, Any]) -> str:
-    rows = status.get("rowsOut")
-    where = status.get("output")
-    if rows is not None and where:
-        return f"wrote {rows} rows to {where}"
+def _success_message(status: TrainingSetBuildStatus) -> str:
+    if status.rows_out is not None and status.output:
+        return f"wrote {status.rows_out} rows to {status.output}"
     return "the build succeeded"

@@ -18,6 +18,9 @@ STATUS_WRITES = Counter("alertops_operator_status_writes_total",
                         "Status patches written (only when something changed).", ["kind"])
 TRANSITIONS = Counter("alertops_operator_phase_transitions_total",
                       "Phase transitions reported as Events.", ["kind", "phase"])
+CHECK_ROUNDS = Histogram("alertops_operator_check_round_seconds",
+                         "Duration of one round of the periodic check over every resource.",
+                         buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 
 @contextmanager

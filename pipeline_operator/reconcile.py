@@ -1,4 +1,4 @@
-"""One reconcile of one resource: render, apply, derive status. The handlers call these.
+"""One reconcile of one resource: render, plan, execute, derive status. The handlers call these.
 
 The functions take plain dicts (the resource, and the children as the operator's in-memory
 indexes last saw them), do their few API calls through `pipeline_operator.kube`, and return
@@ -14,9 +14,10 @@ from typing import Any, Callable
 
 from pipeline_operator import kube, render_pipelinestep, render_trainingset
 from pipeline_operator.children import CONFIG_HASH_ANNOTATION, RenderSettings
-from pipeline_operator.conditions import Verdict, now_rfc3339, phase_changed, status_update
+from pipeline_operator.conditions import Status, Verdict, now_rfc3339, phase_changed, status_update
 from pipeline_operator.derive import BuildFacts, StepFacts, pipelinestep_status, trainingset_status
 from pipeline_operator.metrics import ERRORS, RECONCILES, STATUS_WRITES, TRANSITIONS, timed
+from pipeline_operator.plan import Action, Apply, plan_build
 from pipeline_operator.shadow import shadow_refusal
 from step_runtime.spec.common import SpecError
 
@@ -68,16 +69,16 @@ class Outcome:
     retry: bool = False
 
 
-def _finish(kind: str, resource: dict[str, Any], fields: dict[str, Any], verdict: Verdict,
+def _finish(kind: str, resource: dict[str, Any], status: Status, verdict: Verdict,
             retry: bool = False) -> Outcome:
     old = resource.get("status") or {}
     generation = (resource.get("metadata") or {}).get("generation")
-    patch = status_update(old, fields, verdict, generation, now_rfc3339())
+    patch = status_update(old, status, verdict, generation, now_rfc3339())
     transition = phase_changed(old, patch)
     if patch is not None:
         STATUS_WRITES.labels(kind).inc()
-    if transition:
-        TRANSITIONS.labels(kind, str(patch.get("phase"))).inc()
+        if transition:
+            TRANSITIONS.labels(kind, str(patch.get("phase"))).inc()
     return Outcome(patch, verdict, transition, retry)
 
 
@@ -102,7 +103,7 @@ def _step_facts(resource: dict[str, Any], rendered: render_pipelinestep.Rendered
         return StepFacts(generation=meta.get("generation"), deployment_name=meta["name"], error=error)
     return StepFacts(
         generation=meta.get("generation"), config_hash=rendered.config_hash,
-        desired_replicas=rendered.desired_replicas, suspend=rendered.spec.suspend,
+        desired_replicas=rendered.desired_replicas, suspend=rendered.suspend,
         selector=rendered.selector, processor=rendered.processor,
         deployment_name=rendered.deployment["metadata"]["name"], error=error,
     )
@@ -130,14 +131,14 @@ def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: R
             fields, verdict = pipelinestep_status(_step_facts(resource, rendered, refusal), None, pods)
             return _finish(STEP, resource, fields, verdict)
         try:
-            kube.apply(rendered.config_map)
-            deployment = kube.apply(rendered.deployment)
+            applied = execute([Apply(rendered.config_map), Apply(rendered.deployment)])
         except kube.KubeError as err:
             RECONCILES.labels(STEP, "error").inc()
             error = _api_error(STEP, err)
             fields, verdict = pipelinestep_status(_step_facts(resource, rendered, error), None, [])
             return _finish(STEP, resource, fields, verdict, retry=True)
         RECONCILES.labels(STEP, "applied").inc()
+        deployment = applied[("Deployment", rendered.deployment["metadata"]["name"])]
         fields, verdict = pipelinestep_status(_step_facts(resource, rendered, None), deployment, pods)
         return _finish(STEP, resource, fields, verdict)
 
@@ -153,7 +154,7 @@ def step_needs_apply(resource: dict[str, Any], deployment: dict[str, Any] | None
         return True
     annotations = (deployment.get("metadata") or {}).get("annotations") or {}
     replicas = (deployment.get("spec") or {}).get("replicas")
-    return annotations.get(CONFIG_HASH_ANNOTATION) != rendered.config_hash or replicas != rendered.desired_replicas
+    return bool(annotations.get(CONFIG_HASH_ANNOTATION) != rendered.config_hash or replicas != rendered.desired_replicas)
 
 
 def observe_step(resource: dict[str, Any], deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
@@ -180,15 +181,25 @@ def _build_facts(resource: dict[str, Any], rendered: render_trainingset.Rendered
         return BuildFacts(generation=meta.get("generation"), error=error, previous=previous)
     return BuildFacts(
         generation=meta.get("generation"), config_hash=rendered.config_hash, partitions=rendered.partitions,
-        suspend=rendered.spec.suspend, main_job_name=rendered.main_job["metadata"]["name"],
+        suspend=rendered.suspend, main_job_name=rendered.main_job["metadata"]["name"],
         merge_job_name=rendered.merge_job["metadata"]["name"] if rendered.merge_job else None,
         error=error, previous=previous,
     )
 
 
-def _is_finished(resource: dict[str, Any], digest: str) -> bool:
-    status = resource.get("status") or {}
-    return status.get("phase") in ("Succeeded", "Failed") and status.get("configHash") == digest
+def execute(actions: list[Action]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Carry out `actions` in order through the API server; stop at the first error (KubeError).
+
+    Returns what the server answered for each applied child, by (kind, name).
+    """
+    applied: dict[tuple[str, str], dict[str, Any]] = {}
+    for action in actions:
+        if isinstance(action, Apply):
+            meta = action.manifest["metadata"]
+            applied[(action.manifest["kind"], meta["name"])] = kube.apply(action.manifest)
+        else:
+            kube.delete(action.api_version, action.kind, action.namespace, action.name)
+    return applied
 
 
 def _find(jobs: list[dict[str, Any]], name: str | None) -> dict[str, Any] | None:
@@ -197,12 +208,12 @@ def _find(jobs: list[dict[str, Any]], name: str | None) -> dict[str, Any] | None
 
 def reconcile_build(resource: dict[str, Any], jobs: list[dict[str, Any]], pods: list[dict[str, Any]],
                     settings: RenderSettings, full_apply: bool) -> Outcome:
-    """Bring a TrainingSetBuild's children to its spec and derive status.
+    """Bring a TrainingSetBuild's children to its spec (`plan_build`, then `execute`) and
+    derive its status from the children as they are afterwards.
 
     `jobs`/`pods` are the build's children as last seen. With `full_apply` (create, update,
     resume) the ConfigMap and main Job are applied and Jobs of an older config deleted;
-    otherwise only what is missing is created (the main Job, the merge Job once partitions
-    are done), so an idle build makes no API calls.
+    otherwise only what is missing is created, so an idle build makes no API calls.
     """
     with timed(BUILD):
         try:
@@ -212,28 +223,15 @@ def reconcile_build(resource: dict[str, Any], jobs: list[dict[str, Any]], pods: 
             outcome = trainingset_status(_build_facts(resource, None, _invalid(BUILD, err)), None, None, [])
             return _finish(BUILD, resource, outcome.status, outcome.verdict)
         facts = _build_facts(resource, rendered, None)
-        main = _find(jobs, facts.main_job_name)
-        merge = _find(jobs, facts.merge_job_name)
-        finished = _is_finished(resource, rendered.config_hash)
         try:
-            if full_apply:
-                meta = resource["metadata"]
-                for job in jobs:
-                    if job["metadata"]["name"] not in (facts.main_job_name, facts.merge_job_name):
-                        kube.delete("batch/v1", "Job", meta.get("namespace", "default"), job["metadata"]["name"])
-                kube.apply(rendered.config_map)
-            if not finished and (full_apply or main is None):
-                main = kube.apply(rendered.main_job)
-                if merge is not None and full_apply:
-                    merge = kube.apply(rendered.merge_job)
-            outcome = trainingset_status(facts, main, merge, pods)
-            if outcome.create_merge and rendered.merge_job is not None:
-                merge = kube.apply(rendered.merge_job)
-                outcome = trainingset_status(facts, main, merge, pods)
+            applied = execute(plan_build(rendered, facts.previous, jobs, full_apply))
         except kube.KubeError as err:
             RECONCILES.labels(BUILD, "error").inc()
             outcome = trainingset_status(_build_facts(resource, rendered, _api_error(BUILD, err)), None, None, [])
             return _finish(BUILD, resource, outcome.status, outcome.verdict, retry=True)
+        main = applied.get(("Job", facts.main_job_name or "")) or _find(jobs, facts.main_job_name)
+        merge = applied.get(("Job", facts.merge_job_name or "")) or _find(jobs, facts.merge_job_name)
+        outcome = trainingset_status(facts, main, merge, pods)
         if full_apply:
             RECONCILES.labels(BUILD, "applied").inc()
         return _finish(BUILD, resource, outcome.status, outcome.verdict)

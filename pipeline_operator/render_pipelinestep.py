@@ -5,13 +5,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_operator.children import (
+    CONFIG_DIR,
+    CONFIG_HASH_ANNOTATION,
+    HTTP_PORT,
+    RenderSettings,
+    base_env,
     child_metadata,
-    CONFIG_DIR, CONFIG_HASH_ANNOTATION, HTTP_PORT, RenderSettings, base_env, common_labels,
-    config_hash, config_map, config_volume, container_security_context, owner_reference,
-    pod_security_context, runtime_manifest, secret_env, selector_labels, selector_string,
+    common_labels,
+    config_hash,
+    config_map,
+    config_volume,
+    container_security_context,
+    owner_reference,
+    pod_security_context,
+    runtime_manifest,
+    secret_env,
+    selector_labels,
+    selector_string,
 )
-from pipeline_operator.render_volumes import (fetch_init_containers, file_env, file_volumes, step_mounts,
-                                              step_secret_refs)
+from pipeline_operator.render_volumes import fetch_init_containers, file_env, file_volumes, step_mounts, step_secret_refs
 from pipeline_operator.rollout import model_annotations
 from step_runtime.spec.common import parse_spec
 from step_runtime.spec.pipelinestep import PipelineStepSpec
@@ -24,9 +36,10 @@ CONTAINER = "step"
 
 @dataclass(frozen=True)
 class RenderedStep:
-    """The children of one PipelineStep and the facts its status needs."""
+    """The children of one PipelineStep and the facts its status needs (not the spec model:
+    the operator keeps one of these per step in memory, and the manifests say it all)."""
 
-    spec: PipelineStepSpec
+    suspend: bool
     config_hash: str
     config_map: dict[str, Any]
     deployment: dict[str, Any]
@@ -47,9 +60,21 @@ def config_map_name(name: str) -> str:
     return f"{name}-config"
 
 
+def with_image(spec: PipelineStepSpec, settings: RenderSettings) -> PipelineStepSpec:
+    """The spec with its image resolved: unset means the operator's `--default-image`.
+
+    The effective image goes into the ConfigMap and the config hash, so a step that leaves
+    `image` unset renders exactly like one that names the default image (an operator upgrade
+    rolls no pod), and a new `--default-image` rolls the steps that follow it.
+    """
+    if spec.image is not None:
+        return spec
+    return spec.model_copy(update={"image": settings.default_image})
+
+
 def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()) -> RenderedStep:
     """Render the ConfigMap and Deployment of a PipelineStep resource."""
-    spec = parse(resource)
+    spec = with_image(parse(resource), settings)
     meta = resource["metadata"]
     name, namespace = meta["name"], meta.get("namespace", "default")
     digest = config_hash(spec)
@@ -84,7 +109,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
             },
         },
     }
-    return RenderedStep(spec=spec, config_hash=digest, config_map=cm, deployment=deployment,
+    return RenderedStep(suspend=spec.suspend, config_hash=digest, config_map=cm, deployment=deployment,
                         selector=selector_string(selector), processor=spec.processor.kind(),
                         desired_replicas=replicas)
 

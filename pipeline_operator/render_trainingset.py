@@ -13,10 +13,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_operator.children import (
+    ANNOTATION_PREFIX,
+    CONFIG_DIR,
+    CONFIG_HASH_ANNOTATION,
+    TERMINATION_LOG,
+    RenderSettings,
+    base_env,
     child_metadata,
-    ANNOTATION_PREFIX, CONFIG_DIR, CONFIG_HASH_ANNOTATION, TERMINATION_LOG, RenderSettings, base_env,
-    common_labels, config_hash, config_map, config_volume, container_security_context,
-    owner_reference, pod_security_context, runtime_manifest, secret_env,
+    common_labels,
+    config_hash,
+    config_map,
+    config_volume,
+    container_security_context,
+    owner_reference,
+    pod_security_context,
+    runtime_manifest,
+    secret_env,
 )
 from step_runtime.spec.common import parse_spec
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
@@ -36,7 +48,7 @@ ROLE_BUILD, ROLE_PARTITION, ROLE_MERGE = "build", "partition", "merge"
 class RenderedBuild:
     """The children of one TrainingSetBuild. `merge_job` is None for a single-Job build."""
 
-    spec: TrainingSetBuildSpec
+    suspend: bool
     config_hash: str
     config_map: dict[str, Any]
     main_job: dict[str, Any]
@@ -97,7 +109,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
     else:
         main = job(ROLE_PARTITION, ["--partition-from-env"], partitions)
         merge = job(ROLE_MERGE, ["--merge"], None)
-    return RenderedBuild(spec=spec, config_hash=digest, config_map=cm, main_job=main, merge_job=merge,
+    return RenderedBuild(suspend=spec.suspend, config_hash=digest, config_map=cm, main_job=main, merge_job=merge,
                          partitions=partitions)
 
 

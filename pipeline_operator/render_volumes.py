@@ -14,11 +14,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pipeline_operator.children import (CONFIG_DIR, TERMINATION_LOG, base_env, container_security_context,
-                                        secret_env)
+from pipeline_operator.children import CONFIG_DIR, TERMINATION_LOG, base_env, container_security_context, secret_env
 from pipeline_operator.rollout import FETCH_CONTAINER
 from step_runtime.spec.pipelinestep import RESERVED_VOLUME_PREFIX, PipelineStepSpec, Volume
-from step_runtime.storage.uri import (FETCH_DIR_ENV, POD_FETCH_DIR, POD_PVC_ROOT, PVC_ROOT_ENV, parse_uri)
+from step_runtime.storage.uri import FETCH_DIR_ENV, POD_FETCH_DIR, POD_PVC_ROOT, PVC_ROOT_ENV, parse_uri
 
 FETCHED_VOLUME = "fetched"
 

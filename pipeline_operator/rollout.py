@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline_operator.children import ANNOTATION_PREFIX
+from pipeline_operator.conditions import Verdict
 from step_runtime.spec.pipelinestep import PipelineStepSpec
 
 MODEL_NAME = f"{ANNOTATION_PREFIX}/model-name"
@@ -31,7 +32,7 @@ def model_annotations(spec: PipelineStepSpec) -> dict[str, str]:
 def _ready(pod: dict[str, Any]) -> bool:
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":
-            return c.get("status") == "True"
+            return bool(c.get("status") == "True")
     return False
 
 
@@ -50,8 +51,9 @@ def ready_models(pods: list[dict[str, Any]]) -> dict[str, Any]:
         key = (notes.get(MODEL_NAME, ""), notes[MODEL_VERSION], notes.get(MODEL_SHA256, ""),
                notes.get(MODEL_SOURCE, ""))
         groups[key] = groups.get(key, 0) + 1
-    models = [{"classifierName": n, "classifierVersion": v, "sha256": h, "source": s, "readyReplicas": count}
-              for (n, v, h, s), count in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))]
+    models: list[dict[str, Any]] = [
+        {"classifierName": n, "classifierVersion": v, "sha256": h, "source": s, "readyReplicas": count}
+        for (n, v, h, s), count in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))]
     versions = sorted({m["classifierVersion"] for m in models})
     hashes = {m["sha256"] for m in models}
     return {
@@ -70,11 +72,10 @@ FETCH_CONTAINER = "fetch"
 PIN_REFUSAL_MARK = ", the spec pins "
 
 
-def fetch_problem(pod_name: str, container_status: dict[str, Any], detail: str) -> Any:
+def fetch_problem(pod_name: str, container_status: dict[str, Any], detail: str) -> Verdict | None:
     """The verdict for a crash-looping container whose last words are about a model or catalog
     file: `ChecksumMismatch` (the message names the URI or path and both hashes) or, for the
     fetch init container, `FetchFailed`. None for any other crash."""
-    from pipeline_operator.conditions import Verdict
 
     restarts = container_status.get("restartCount", 0)
     detail = " ".join(detail.split())[-600:]
@@ -88,9 +89,8 @@ def fetch_problem(pod_name: str, container_status: dict[str, Any], detail: str) 
     return None
 
 
-def fetching(pods: list[dict[str, Any]]) -> Any:
+def fetching(pods: list[dict[str, Any]]) -> Verdict | None:
     """A Reconciling verdict while some pod's fetch init container is still downloading."""
-    from pipeline_operator.conditions import Verdict
 
     for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("name", "")):
         for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:

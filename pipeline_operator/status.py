@@ -4,7 +4,10 @@ They follow the Kubernetes API conventions (and the kstatus convention that Argo
 `kubectl wait --for=condition=Ready` understand): `observedGeneration` says which spec the
 status describes; `conditions[]` carries `Ready`, `Reconciling` and `Stalled` with a reason
 (CamelCase, machine-readable) and a message (for people). The CRDs' status schemas are
-generated from these models, like the spec schemas are generated from the spec models.
+generated from these models, like the spec schemas are generated from the spec models, and
+the status the operator writes is these models too: `derive` builds them and
+`conditions.dump_status` turns them into the patch, so a field the schema does not know
+cannot be written (the API server would prune it without a word).
 """
 from __future__ import annotations
 
@@ -78,6 +81,10 @@ class CatalogResult(SpecModel):
     name: str = Field(description="Catalog name.")
     matches: int = Field(default=0, ge=0, description="Objects matched to this catalog.")
     conflicts: int = Field(default=0, ge=0, description="Matches whose label conflicted with another catalog's.")
+    matched_unlabeled: int | None = Field(
+        default=None, ge=0,
+        description="Sources whose nearest object in this catalog has no label or an unmapped one "
+                    "(they get no label from this catalog).")
 
 
 class TrainingSetBuildStatus(SpecModel):

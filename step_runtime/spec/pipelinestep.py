@@ -535,8 +535,8 @@ class VolumeMount(SpecModel):
 class PipelineStepSpec(SpecModel):
     """A pipeline step: source -> decode -> validate -> process -> sinks -> commit."""
 
-    image: str = Field("ghcr.io/alertops/alertops:0.1.0", min_length=1,
-                       description="Container image running `alertops run`.")
+    image: str | None = Field(None, min_length=1,
+                              description="Container image running `alertops run`; default: the operator's.")
     replicas: int = Field(1, ge=0, le=1000, description="Runtime pods (consumers in the group).")
     suspend: bool = Field(False, description="Scale to zero and keep the configuration.")
     source: SourceSpec = Field(description="Where messages come from.")

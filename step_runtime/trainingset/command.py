@@ -58,7 +58,6 @@ def _print_summary(summary: dict) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the build the arguments ask for; return the exit status."""
-    import json
     from pathlib import Path
 
     from step_runtime.cli import debug_enabled
@@ -66,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.spec.trainingset import KIND, TrainingSetBuildSpec
     from step_runtime.trainingset.errors import BuildError, BuildFailure
     from step_runtime.trainingset.lazy_pandas import defer_pandas_for_pyarrow
+    from step_runtime.trainingset.report import failure_message
     from step_runtime.trainingset.run import (
         BuildPaths,
         build_all,
@@ -79,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
 
     def fail(message: str, status: int) -> int:
         print(f"alertops build: {message}", file=sys.stderr)
-        write_termination_message(json.dumps({"phase": "Failed", "error": message[:3500]}))
+        write_termination_message(failure_message(message))
         return status
 
     try:

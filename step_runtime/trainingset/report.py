@@ -1,42 +1,32 @@
 """The build's summary (JSON) and a PNG report a person would rather look at than read."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from step_runtime.spec.build_summary import BuildSummary
 from step_runtime.trainingset.writers import atomic_path
 
-TERMINATION_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
+
+def summary_document(summary: dict) -> dict:
+    """The summary as `<output>.summary.json` holds it, checked against the BuildSummary model."""
+    return BuildSummary.model_validate(summary).document()
 
 
 def compact_summary(summary: dict) -> str:
     """The summary as compact JSON of at most 4096 bytes, for the pod's termination message.
 
-    Rows in/out, matches and conflicts per catalog, and the output location always fit;
-    per-class counts are kept only while there is room.
+    Rows in/out, matches, conflicts and unlabeled nearest matches per catalog, and the output
+    location; per-class counts while there is room. What does not fit is shortened field by
+    field (`BuildSummary.termination_message`), never cut mid-JSON.
     """
-    catalogs = {name: {"matches": c.get("matches"), "conflicts": c.get("conflicts")}
-                for name, c in summary.get("catalogs", {}).items()}
-    small = {
-        "phase": summary.get("phase"),
-        "rows_in": summary.get("rows_in"),
-        "rows_out": summary.get("rows_out"),
-        "conflicts": summary.get("conflicts"),
-        "output": summary.get("output"),
-        "catalogs": catalogs,
-        "classes": summary.get("classes", {}),
-    }
-    text = json.dumps(small, separators=(",", ":"), default=str)
-    if len(text.encode()) > TERMINATION_LIMIT:
-        small["classes"] = dict(list(small["classes"].items())[:20])
-        text = json.dumps(small, separators=(",", ":"), default=str)
-    if len(text.encode()) > TERMINATION_LIMIT:
-        small.pop("classes")
-        small["catalogs"] = dict(list(catalogs.items())[:30])
-        text = json.dumps(small, separators=(",", ":"), default=str)
-    return text[:TERMINATION_LIMIT]
+    return BuildSummary.model_validate(summary).termination_message()
+
+
+def failure_message(error: str) -> str:
+    """The termination message of a failed build: `{"phase": "Failed", "error": ...}`, at most 4096 bytes."""
+    return BuildSummary.failed(error).termination_message()
 
 
 def write_report_png(summary: dict, separations: dict[str, np.ndarray], path: Path) -> None:

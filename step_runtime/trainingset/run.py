@@ -28,7 +28,7 @@ from step_runtime.trainingset.build import (
 )
 from step_runtime.trainingset.errors import BuildError
 from step_runtime.trainingset.progress import Progress
-from step_runtime.trainingset.report import compact_summary, write_report_png
+from step_runtime.trainingset.report import compact_summary, summary_document, write_report_png
 from step_runtime.trainingset.tables import resolve_path, secret_value
 from step_runtime.trainingset.writers import output_format, upsert_postgres, write_frame, write_json
 
@@ -139,7 +139,7 @@ def _finish(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, merged: Me
         write_report_png(summary, merged.separations, paths.report)
         progress.step(f"report {paths.report}")
     summary["duration_seconds"] = round(time.monotonic() - started, 3)
-    write_json(summary, paths.summary)
+    write_json(summary_document(summary), paths.summary)
     progress.step(f"summary {paths.summary}")
     write_termination_message(compact_summary(summary))
     return summary
@@ -190,7 +190,7 @@ def build_partition(spec: TrainingSetBuildSpec, name: str, paths: BuildPaths, k:
         progress.step(f"partition {k + 1}/{n}: {len(part)} sources, written to {target}")
     summary = {"name": name, "phase": "Succeeded", "partition": k, "partitions": n, "rows": len(part),
                "output": str(target)}
-    write_termination_message(json.dumps(summary, separators=(",", ":")))
+    write_termination_message(compact_summary(summary))
     return summary
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from operator_harness import LOG_DIR, REPO, SESSION_SELECTOR, Kubectl, OperatorProcess, wait_for
 from realnode_harness import RealNode, delete_volumes, make_real_node_namespace, real_node
 
@@ -119,5 +118,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if isinstance(kubectl, Kubectl) and isinstance(namespace, str):
         try:
             report.sections.append(("e2e diagnostics", _diagnostics(kubectl, namespace)))
-        except Exception as exc:  # noqa: BLE001 - diagnostics must never hide the real failure
+        except Exception as exc:
             report.sections.append(("e2e diagnostics", f"could not collect: {exc}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -203,3 +204,56 @@ def service_account_kubeconfig(kubectl: Kubectl, path: Path) -> Path:
     }
     path.write_text(json.dumps(config))
     return path
+
+
+class ExtraApiServer:
+    """A second kube-apiserver of the shared test cluster: the same binary, flags, certificates
+    and etcd as the test environment's, on a port of its own.
+
+    Kubernetes runs several API servers over one etcd (that is how it is made highly
+    available), so this one can be killed and restarted while every other client of the cluster
+    (controllers, kwok, other tests) keeps using the test environment's server undisturbed.
+    """
+
+    def __init__(self, kubeconfig: str) -> None:
+        pid_file = Path(kubeconfig).parent / "kube-apiserver.pid"
+        try:
+            pid = pid_file.read_text().strip()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        except OSError as exc:
+            raise LookupError(f"the test environment's kube-apiserver is not on this machine ({pid_file}: {exc})") from exc
+        self.port = free_port()
+        self.argv = [a if not a.startswith("--secure-port=") else f"--secure-port={self.port}" for a in argv]
+        if self.argv == argv:
+            raise LookupError(f"the test environment's kube-apiserver has no --secure-port flag: {argv}")
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / "extra-kube-apiserver.log"
+        self.log_path.write_bytes(b"")  # each test's log starts empty
+        self.kubeconfig = LOG_DIR / "extra-kube-apiserver.kubeconfig"
+        text = Path(kubeconfig).read_text()
+        url = re.search(r"server: (https://127\.0\.0\.1:\d+)", text)
+        if url is None:
+            raise LookupError(f"{kubeconfig} names no https://127.0.0.1 server")
+        self.kubeconfig.write_text(text.replace(url.group(1), f"https://127.0.0.1:{self.port}"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, kubectl_binary: str, timeout: float = 120) -> "ExtraApiServer":
+        """Start the server and return once it answers /readyz."""
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        probe = Kubectl(kubectl_binary, str(self.kubeconfig))
+        wait_for(lambda: self._exited() or probe.run("get", "--raw", "/readyz", check=False, timeout=20).returncode == 0,
+                 timeout, f"the extra kube-apiserver on :{self.port} to be ready (log {self.log_path})")
+        return self
+
+    def _exited(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"the extra kube-apiserver exited ({self.proc.returncode}); see {self.log_path}")
+        return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: open connections are reset."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)

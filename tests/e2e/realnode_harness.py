@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from operator_harness import Kubectl, wait_for
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

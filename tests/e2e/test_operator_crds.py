@@ -5,7 +5,6 @@ import copy
 
 import pytest
 import yaml
-
 from operator_harness import REPO, Kubectl
 
 VALID_STEP = yaml.safe_load("""

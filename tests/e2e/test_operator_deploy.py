@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from operator_harness import (
-    PRIVATE_LABELS, PRIVATE_SELECTOR, REPO, Kubectl, OperatorProcess, condition, service_account_kubeconfig,
-    step_manifest, wait_for,
+    PRIVATE_LABELS,
+    PRIVATE_SELECTOR,
+    REPO,
+    Kubectl,
+    OperatorProcess,
+    condition,
+    service_account_kubeconfig,
+    step_manifest,
+    wait_for,
 )
 
 SA = "system:serviceaccount:alertops-system:alertops-operator"

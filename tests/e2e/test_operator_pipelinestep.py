@@ -127,7 +127,8 @@ def test_image_pull_failure_is_reported(kubectl: Kubectl, operator: OperatorProc
                              "name": "step", "image": "registry.example/no-such-image:1", "imageID": "",
                              "ready": False, "restartCount": 0, "started": False,
                              "state": {"waiting": {"reason": "ImagePullBackOff",
-                                                   "message": 'Back-off pulling image "registry.example/no-such-image:1"'}}}]}}
+                                                   "message": 'Back-off pulling image '
+                                                               '"registry.example/no-such-image:1"'}}}]}}
     kubectl.run("patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource=status", "--type=merge",
                 "-p", json.dumps(status))
     step = wait_for(lambda: (s := kubectl.get("pipelinestep", "pull", namespace))

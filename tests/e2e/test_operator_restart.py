@@ -4,7 +4,13 @@ from __future__ import annotations
 from collections import Counter
 
 from operator_harness import (
-    PRIVATE_LABELS, PRIVATE_SELECTOR, Kubectl, OperatorProcess, condition, step_manifest, wait_for,
+    PRIVATE_LABELS,
+    PRIVATE_SELECTOR,
+    Kubectl,
+    OperatorProcess,
+    condition,
+    step_manifest,
+    wait_for,
 )
 
 STEPS = [f"restart-{i:02d}" for i in range(40)]

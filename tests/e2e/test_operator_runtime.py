@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from operator_harness import REPO, Kubectl, OperatorProcess, free_port, wait_for
 
 ALERTS = REPO / "examples" / "data" / "alerts"

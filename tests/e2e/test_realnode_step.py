@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from operator_harness import REPO, Kubectl, OperatorProcess, condition, wait_for
 from realnode_harness import RealNode, pod_ready, pods
 
@@ -133,7 +132,7 @@ def alert_oids() -> set[str]:
                 for record in fastavro.reader(fh):
                     if record.get("objectId"):
                         oids.add(record["objectId"])
-        except Exception:  # noqa: BLE001 - the corrupt packet is expected not to decode
+        except Exception:
             continue
     return oids
 

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from operator_harness import REPO, Kubectl, OperatorProcess, condition, wait_for
 from realnode_harness import RealNode, host_path_volume
 

@@ -55,8 +55,43 @@ def test_startup_settings_keep_kopf_out_of_status():
 
 def test_no_timers_or_daemons_so_no_finalizer():
     """kopf puts a finalizer on resources with timers/daemons; the operator must not have any."""
-    from pipeline_operator import handlers  # noqa: F401
+    from pipeline_operator import handlers
 
-    registry = kopf.get_default_registry()
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, None)
+    assert list(registry._changing.get_all_handlers())  # the handlers are there...
+    activities = {h.fn for h in registry._activities.get_all_handlers()}
+    assert kopf.login_via_client in activities  # ...and a login (kopf adds one only to its default registry)
     spawning = registry._spawning.get_all_handlers()  # kopf has no public accessor for this
     assert list(spawning) == []
+
+
+def test_the_selector_reaches_registration_as_an_argument():
+    """`--selector` filters the handlers and indexes of our two kinds, and only those."""
+    from pipeline_operator import handlers
+    from pipeline_operator.selector import parse_selector
+
+    selector = parse_selector("alertops.io/operator=canary")
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, selector)
+    ours = {"pipelinesteps", "trainingsetbuilds"}
+    registered = [*registry._changing.get_all_handlers(), *registry._indexing.get_all_handlers()]
+    mine = [h for h in registered if h.selector is not None and h.selector.any_name in ours]
+    assert len(mine) == 8  # resume, create, update and an index, for each kind
+    assert all(h.labels == selector for h in mine)
+    children = [h for h in registered if h.selector is not None and h.selector.any_name not in ours]
+    assert children and all(h.labels.get("app.kubernetes.io/managed-by") == "alertops-operator" for h in children)
+    assert "ALERTOPS_OPERATOR_SELECTOR" not in open(handlers.__file__).read()
+
+
+def test_wake_up_handlers_do_not_log_a_line_per_watch_event():
+    from pipeline_operator import handlers
+
+    handlers.configure(settings=kopf.OperatorSettings(), memo=kopf.Memo())
+    logger = logging.getLogger("kopf.objects")
+
+    def passes(message: str) -> bool:
+        return logger.filter(logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, message, None, None))
+
+    assert not passes("Handler 'child_changed' succeeded.") and not passes("Handler 'resource_listed' succeeded.")
+    assert passes("Handler 'step_apply' succeeded.") and passes("Handler 'child_changed' failed with an exception.")

@@ -91,3 +91,21 @@ def test_operator_deployment_is_single_and_recreate():
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_the_operator_imports_only_the_spec_side_of_the_runtime():
+    """The dependency runs one way: operator -> step_runtime.spec (the build summary included),
+    plus two small pure modules the spec side shares: the CLI's argument types and the storage
+    URI parser. Never the decoders, Kafka, numpy or the builder."""
+    code = ("import sys, pipeline_operator.command, pipeline_operator.handlers, pipeline_operator.reconcile; "
+            "print(' '.join(m for m in sys.modules if m.startswith('step_runtime')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    modules = set(result.stdout.split())
+    assert "step_runtime.spec.build_summary" in modules
+    shared = {"step_runtime", "step_runtime.cli", "step_runtime.storage", "step_runtime.storage.uri"}
+    assert all(m in shared or m.startswith("step_runtime.spec") for m in modules), modules
+    heavy = ("numpy", "confluent_kafka", "pymongo", "sklearn", "pyarrow", "astropy")
+    code = f"import sys, pipeline_operator.handlers; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -52,6 +52,29 @@ def test_deployment_runs_the_mounted_manifest():
     assert r.deployment["spec"]["replicas"] == 2
 
 
+def test_an_unset_image_is_the_operators_default_for_steps_and_builds_alike():
+    settings = RenderSettings(default_image="registry.example/house:7")
+    unset_step = step()
+    del unset_step["spec"]["image"]
+    unset_build = build()
+    unset_build["spec"].pop("image", None)
+    assert container(render_pipelinestep.render(unset_step, settings))["image"] == "registry.example/house:7"
+    job_pod = render_trainingset.render(unset_build, settings).main_job["spec"]["template"]["spec"]
+    assert job_pod["containers"][0]["image"] == "registry.example/house:7"
+    # A spec's own image wins over the operator's default.
+    assert container(render_pipelinestep.render(step(), settings))["image"] == "registry.example/alertops:1.2"
+
+
+def test_an_unset_image_renders_like_the_default_image_named():
+    """Upgrading the operator rolls no step whose image was left unset (same hash, same ConfigMap)."""
+    unset = step()
+    del unset["spec"]["image"]
+    named = step(image=RenderSettings().default_image)
+    a, b = render_pipelinestep.render(unset), render_pipelinestep.render(named)
+    assert a.config_hash == b.config_hash and a.config_map == b.config_map and a.deployment == b.deployment
+    assert yaml.safe_load(a.config_map["data"]["step.yaml"])["spec"]["image"] == RenderSettings().default_image
+
+
 def test_config_map_holds_the_manifest_and_no_secret_values():
     r = render_pipelinestep.render(step())
     manifest = yaml.safe_load(r.config_map["data"]["step.yaml"])

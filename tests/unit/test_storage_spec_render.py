@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from pipeline_operator import render_pipelinestep
-from pipeline_operator.conditions import Verdict
+from pipeline_operator.conditions import Verdict, dump_status
 from pipeline_operator.derive import StepFacts, pipelinestep_status, pod_problem
 from pipeline_operator.rollout import MODEL_SHA256, MODEL_VERSION, fetch_problem, ready_models
 from pipeline_operator.shadow import shadow_conflicts, shadow_refusal
@@ -221,7 +221,10 @@ def test_ready_models_come_from_the_ready_pods_not_the_spec():
 def test_status_carries_the_model_fields():
     status, _ = pipelinestep_status(StepFacts(generation=1, config_hash="h", desired_replicas=1), None,
                                     [_pod("a", "2.0", SHA, True)])
-    assert status["modelVersion"] == "2.0" and status["modelSha256"] == SHA
+    written = dump_status(status)
+    assert written["modelVersion"] == "2.0" and written["modelSha256"] == SHA
+    assert written["models"] == [{"classifierName": "rf", "classifierVersion": "2.0", "sha256": SHA, "source": "",
+                                  "readyReplicas": 1}]
 
 
 def _crashing(container: str, message: str, init: bool) -> dict:

@@ -103,7 +103,7 @@ def test_csv_output_and_termination_message(tmp_path, monkeypatch, capsys):
     assert len(text.encode()) <= 4096
     data = json.loads(text)
     assert data["rows_in"] == 2 and data["rows_out"] == 2 and data["phase"] == "Succeeded"
-    assert data["catalogs"] == {"cat": {"matches": 2, "conflicts": 0}}
+    assert data["catalogs"] == {"cat": {"matches": 2, "conflicts": 0, "matched_unlabeled": 0}}
     assert data["output"]["path"].endswith("out/ts.csv")
 
 
