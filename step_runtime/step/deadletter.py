@@ -139,7 +139,7 @@ class PostgresDeadLetters:
         except psycopg2.Error as exc:
             try:
                 self.conn.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the connection is already broken
                 pass
             self.conn = None
             raise SinkUnavailable(f"{self.name}: write failed: {str(exc).strip()}") from None

@@ -123,7 +123,7 @@ def transform(messages: list[Message], decoded: list[Any], processor: Processor,
                 out, fail = processor.process([rec])
                 outputs.extend(out)
                 failures.extend((i, err) for _, err in fail)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - this record is the culprit: dead-letter it
                 failures.append((i, f"{type(exc).__name__}: {exc}"))
     for i, err in failures:
         m, j, n = origin[i]
@@ -398,7 +398,7 @@ class StepRunner:
         for part in [*self.sinks, self.dead_letters, self.source]:
             try:
                 part.close()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - shutting down: close the other parts regardless
                 log.warning("close failed", extra={"fields": {"part": getattr(part, "name", "source"), "error": str(exc)}})
 
 

@@ -42,7 +42,7 @@ def load_pinned_model(path: Path, pinned_sha256: str, shown: str | None = None) 
 
     try:
         model = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - unpickling raises whatever the pickled classes raise
         raise ModelError(f"spec.processor.model.path: cannot load {name}: {load_failure(path, exc)}") from None
     if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
         raise ModelError(f"spec.processor.model.path: {name} holds a {type(model).__name__}, "

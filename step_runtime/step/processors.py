@@ -187,7 +187,7 @@ def _predict_row_by_row(model: Any, X: Any) -> tuple[np.ndarray, list[Failure]]:
     for j in range(len(X)):
         try:
             proba[j] = model.predict_proba(X.iloc[[j]])[0]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a user's model may raise anything; dead-letter the row
             failures.append((j, f"model.predict_proba failed: {type(exc).__name__}: {exc}"))
     return proba, failures
 
@@ -291,7 +291,7 @@ class PythonStep:
         module_name, func_name = spec.function.split(":")
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a user's module may raise anything on import
             raise ValueError(f"spec.processor.python.function: cannot import {module_name!r}: {exc}") from None
         func = getattr(module, func_name, None)
         if not callable(func):

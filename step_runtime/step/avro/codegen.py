@@ -653,7 +653,7 @@ class _Generator:
         # Safe to run: names and docs from the schema only ever appear as repr() literals, sizes
         # as int(), symbols, conversions' constants and logical-type converters as namespace
         # constants; conversion templates are constants of this package (alert_model).
-        exec(code, self.namespace)  # noqa: S102
+        exec(code, self.namespace)  # noqa: S102 - see above
         return self.namespace[entry], source
 
 
