@@ -10,7 +10,7 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from pipeline_operator import kube, render_pipelinestep, render_trainingset
 from pipeline_operator.children import CONFIG_HASH_ANNOTATION, RenderSettings
@@ -27,8 +27,11 @@ _render_cache: OrderedDict[str, Any] = OrderedDict()
 _render_lock = threading.Lock()
 
 
-def cached_render(render: Callable[[dict[str, Any], RenderSettings], Any], resource: dict[str, Any],
-                  settings: RenderSettings) -> Any:
+Rendered = TypeVar("Rendered")
+
+
+def cached_render(render: Callable[[dict[str, Any], RenderSettings], Rendered], resource: dict[str, Any],
+                  settings: RenderSettings) -> Rendered:
     """`render(resource, settings)`, memoised on what it reads (uid, generation, labels,
     annotations, settings); a SpecError is memoised too. The periodic check of hundreds of
     resources then costs a dict lookup, not a validation and a YAML dump each."""
@@ -51,7 +54,8 @@ def cached_render(render: Callable[[dict[str, Any], RenderSettings], Any], resou
                 _render_cache.popitem(last=False)
     if isinstance(hit, _InvalidSpec):
         raise SpecError(hit.message)
-    return hit
+    result: Rendered = hit
+    return result
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: R
             error = _invalid(STEP, err)
             fields, verdict = pipelinestep_status(_step_facts(resource, None, error), None, [])
             return _finish(STEP, resource, fields, verdict)
-        refusal = shadow_refusal(resource, rendered.spec, shadowed)
+        refusal = _shadow_refusal(resource, shadowed)
         if refusal is not None:
             RECONCILES.labels(STEP, "refused").inc()
             ERRORS.labels(STEP, refusal.reason).inc()
@@ -157,12 +161,20 @@ def step_needs_apply(resource: dict[str, Any], deployment: dict[str, Any] | None
     return bool(annotations.get(CONFIG_HASH_ANNOTATION) != rendered.config_hash or replicas != rendered.desired_replicas)
 
 
+def _shadow_refusal(resource: dict[str, Any], shadowed: dict[str, Any] | None) -> Verdict | None:
+    """`shadow.shadow_refusal` for a step whose spec names spec.shadowOf. The render cache keeps
+    no spec models (memory at 1,000 steps), so a shadow's spec is parsed again: shadows are few."""
+    if not (resource.get("spec") or {}).get("shadowOf"):
+        return None
+    return shadow_refusal(resource, render_pipelinestep.parse(resource), shadowed)
+
+
 def observe_step(resource: dict[str, Any], deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
                  settings: RenderSettings, shadowed: dict[str, Any] | None = None) -> Outcome:
     """Status of a PipelineStep from its children as last seen (no API call)."""
     try:
         rendered = cached_render(render_pipelinestep.render, resource, settings)
-        error = shadow_refusal(resource, rendered.spec, shadowed)
+        error = _shadow_refusal(resource, shadowed)
     except SpecError as err:
         rendered, error = None, Verdict("stalled", "InvalidSpec", f"{err}; fix the spec")
     fields, verdict = pipelinestep_status(_step_facts(resource, rendered, error), deployment, pods)

@@ -293,6 +293,21 @@ def test_a_shadow_of_nothing_or_of_itself_is_refused():
     assert shadow_refusal(resource(spec()), parsed(spec()), None) is None
 
 
+def test_the_reconcile_checks_a_shadow_through_the_render_cache():
+    """What the handlers and the periodic round call: a conflicting shadow is refused, a plain
+    step and an allowed shadow are not (observe_step makes no API call)."""
+    from pipeline_operator.children import RenderSettings
+    from pipeline_operator.reconcile import observe_step
+
+    conflicting = _shadow()
+    conflicting["source"]["kafka"]["groupId"] = "clf"
+    for res, shadowed, refused in ((resource(spec()), None, False),
+                                   (resource(_shadow(), "clf-shadow"), resource(spec()), False),
+                                   (resource(conflicting, "clf-bad"), resource(spec()), True)):
+        outcome = observe_step(res, None, [], RenderSettings(), shadowed)
+        assert (outcome.verdict.reason == "ShadowConflict") is refused, outcome.verdict
+
+
 def test_rows_without_the_version_in_their_key_cannot_be_shared():
     rows = [{"postgres": {"dsn": {"name": "pg", "key": "dsn"}, "table": "classes", "key": ["oid"]}}]
     main, shadow = spec(sinks=rows), _shadow()
