@@ -15,6 +15,13 @@ allocate without end gets a MemoryError (a dead letter) instead of the machine's
 worker dies all the same (the kernel's OOM killer, kill -9), its batch is decoded again one
 message at a time in fresh workers: a message that kills a worker again is a dead letter naming
 that, and the step goes on.
+
+One death the executor cannot see: a worker killed while writing its result leaves half a
+message in the result pipe, and the executor's manager thread waits for the rest forever (every
+future of the pool with it). `_await` watches for that case: a worker is dead and the result is
+still missing a moment later. It kills the pool's other workers and closes the step process's
+copy of the pipe's write end; the manager thread then reads end-of-file and breaks the pool the
+usual way, so the batch is retried one by one.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import mmap
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +43,7 @@ log = logging.getLogger("alertops.step")
 
 DEFAULT_WORKER_MEMORY = 1 << 30  # what a worker may allocate beyond what it inherited at fork
 DEFAULT_ARENA = 256 << 20  # two batches in flight of up to 128 MiB each (1,000 Rubin alerts: 120 MB)
+WATCH_INTERVAL_S = 1.0  # how often a wait for results checks that the pool's workers live
 
 _decoder: Decoder | None = None
 _arena: mmap.mmap | None = None
@@ -118,6 +127,38 @@ class _Arena:
         self.busy[slot] = False
 
 
+def _await(future: "Future[list[Any]]", executor: ProcessPoolExecutor) -> list[Any]:
+    """`future.result()`, or BrokenProcessPool when one of `executor`'s workers died in a way
+    the executor cannot notice (killed mid-way through writing its result: see the module doc)."""
+    suspect = False
+    while True:
+        try:
+            return future.result(timeout=WATCH_INTERVAL_S)
+        except FutureTimeout:
+            # Executor internals (CPython's): its worker processes and its result pipe.
+            processes = list((getattr(executor, "_processes", None) or {}).values())
+            dead = any(p.exitcode is not None for p in processes)
+            if not dead:
+                suspect = False
+                continue
+            if not suspect:  # the executor usually notices within milliseconds: give it a round
+                suspect = True
+                continue
+            log.warning("a decode worker died and its pool did not notice; breaking the pool")
+            for p in processes:
+                if p.exitcode is None:
+                    p.kill()
+            for p in processes:
+                p.join(timeout=5)
+            writer = getattr(getattr(executor, "_result_queue", None), "_writer", None)
+            if writer is not None and not writer.closed:
+                writer.close()  # the last write end: the manager thread reads EOF and breaks the pool
+            try:
+                return future.result(timeout=30)
+            except FutureTimeout:
+                raise BrokenProcessPool("decode pool stuck after a worker died") from None
+
+
 def worker_memory(workers: int) -> int:
     """Bytes each worker may allocate: 1 GiB, or its share of the container's memory limit when
     that is smaller (the step process keeps one share)."""
@@ -171,13 +212,14 @@ class DecodePool:
         size = -(-len(items) // n)
         chunks = [items[i:i + size] for i in range(0, len(items), size)]
         futures = [self._submit(chunk, schemas) for chunk in chunks]
+        executor = self.executor
 
         def results() -> list[Any]:
             out: list[Any] = []
             try:
                 for chunk, f in zip(chunks, futures):
                     try:
-                        out.extend(f.result())
+                        out.extend(_await(f, executor))
                     except BrokenProcessPool:
                         out.extend(self._one_by_one(chunk, schemas))
             finally:
@@ -195,7 +237,7 @@ class DecodePool:
         out: list[Any] = []
         for value in values:
             try:
-                out.extend(self._submit([value], schemas).result())
+                out.extend(_await(self._submit([value], schemas), self.executor))
             except BrokenProcessPool:
                 self._restart()
                 size = value[1] if isinstance(value, tuple) else len(value)

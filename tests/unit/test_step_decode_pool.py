@@ -61,3 +61,38 @@ def test_a_message_that_kills_its_worker_becomes_a_decode_error() -> None:
         assert isinstance(got[1], DecodeError)  # an ordinary decode error, the worker lives
     finally:
         pool.close()
+
+
+_STUCK_POOL = None
+
+
+def _die_mid_result() -> None:
+    """In a forked worker: write the start of a 1 MiB result to the pool's result pipe, then
+    die, as a worker killed while sending its result does."""
+    import struct
+
+    writer = _STUCK_POOL._result_queue._writer
+    os.write(writer.fileno(), struct.pack("!i", 1 << 20) + b"half a result")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_while_sending_its_result_breaks_the_pool_instead_of_hanging_it() -> None:
+    """CPython's executor waits forever for the rest of that result; `_await` sees the dead
+    worker and breaks the pool, so the batch is retried one by one."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    import pytest
+
+    from step_runtime.step import decode_pool
+
+    global _STUCK_POOL
+    _STUCK_POOL = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"))
+    try:
+        future = _STUCK_POOL.submit(_die_mid_result)
+        with pytest.raises(BrokenProcessPool):
+            decode_pool._await(future, _STUCK_POOL)
+    finally:
+        _STUCK_POOL.shutdown(wait=True, cancel_futures=True)
+        _STUCK_POOL = None
