@@ -96,12 +96,21 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) 
 
 
 def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 2) -> int:
-    """Sum over partitions of the group's committed offsets (unset counts 0)."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Sum over partitions of the group's committed offsets (unset counts 0).
+
+    -1 while the broker cannot answer yet (its group coordinator is still loading, as after a
+    start or a restart): callers wait on this, so "not yet" must not end the wait.
+    """
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    except KafkaException as exc:
+        if exc.args[0].code() in (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                  KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT):
+            return -1
+        raise
     finally:
         c.close()
     return sum(max(tp.offset, 0) for tp in tps)
