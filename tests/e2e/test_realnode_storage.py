@@ -81,4 +81,6 @@ def test_a_catalog_on_a_claim_is_mounted_loaded_and_matched_on_the_real_node(
     finally:
         conn.close()
     assert {r[0] for r in matched} == {a["oid"] for a in alerts}
-    assert all(r[1] is not None and abs(r[2] - 0.5) < 1e-3 for r in matched), matched
+    # Every alert has a catalog row 0.5" north of it; alerts of one object lie close together,
+    # so another alert's row may be nearer still: the nearest is never farther than 0.5".
+    assert all(r[1] is not None and r[1].startswith("obj") and r[2] <= 0.5 + 1e-6 for r in matched), matched
