@@ -48,6 +48,22 @@ class Kubectl:
         return self.run("apply", "-n", namespace, "-f", "-", *extra, input=manifest)
 
 
+def pg_oids(dsn: str, table: str) -> set[str]:
+    """The distinct oids in a PostgreSQL table (empty while the step has not created it)."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn, connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (table,))
+            if cur.fetchone()[0] is None:
+                return set()
+            cur.execute(f'SELECT DISTINCT oid FROM "{table}"')
+            return {r[0] for r in cur.fetchall()}
+    finally:
+        conn.close()
+
+
 def wait_for(fn: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
     """Poll `fn` until it returns something truthy; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from operator_harness import REPO, Kubectl, OperatorProcess, free_port, wait_for
+from operator_harness import REPO, Kubectl, OperatorProcess, free_port, pg_oids, wait_for
 
 ALERTS = REPO / "examples" / "data" / "alerts"
 MODEL = REPO / "examples" / "models" / "demo_classifier.joblib"
@@ -69,21 +69,6 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
     finally:
         c.close()
     return max(tp.offset, 0)
-
-
-def _pg_oids(dsn: str, table: str) -> set[str]:
-    import psycopg2
-
-    conn = psycopg2.connect(dsn, connect_timeout=5)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (table,))
-            if cur.fetchone()[0] is None:
-                return set()
-            cur.execute(f'SELECT DISTINCT oid FROM "{table}"')
-            return {r[0] for r in cur.fetchall()}
-    finally:
-        conn.close()
 
 
 def _mongo_oids(uri: str, db: str) -> set[str]:
@@ -170,7 +155,7 @@ def test_rendered_pod_runs_against_real_services(kubectl: Kubectl, operator: Ope
     kubectl.run("create", "secret", "generic", "mongo", f"--from-literal=uri={mongodb_uri}", "-n", namespace)
     kubectl.apply(_manifest(name, kafka_bootstrap, topic, table, mongo_db), namespace)
     logs = _run_rendered_pod(kubectl, namespace, name, f"{name}-group", topic, len(alerts), kafka_bootstrap, tmp_path)
-    pg, mongo = _pg_oids(postgres_dsn, table), _mongo_oids(mongodb_uri, mongo_db)
+    pg, mongo = pg_oids(postgres_dsn, table), _mongo_oids(mongodb_uri, mongo_db)
     assert len(pg) >= 5, f"too few objects classified: {sorted(pg)}\n{logs[-2000:]}"
     assert pg == mongo
     assert all(oid.startswith("ZTF") for oid in pg)

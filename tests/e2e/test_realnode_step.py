@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_harness import REPO, Kubectl, OperatorProcess, condition, wait_for
+from operator_harness import REPO, Kubectl, OperatorProcess, condition, pg_oids, wait_for
 from realnode_harness import RealNode, pod_ready, pods
 
 ALERTS = sorted((REPO / "examples" / "data" / "alerts").glob("*.avro"))
@@ -104,21 +104,6 @@ def group_assignment(bootstrap: str, group: str) -> dict[str, list[int]]:
     if desc.state != ConsumerGroupState.STABLE:
         return {}
     return {m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions) for m in desc.members}
-
-
-def pg_oids(dsn: str, table: str) -> set[str]:
-    import psycopg2
-
-    conn = psycopg2.connect(dsn, connect_timeout=5)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (table,))
-            if cur.fetchone()[0] is None:
-                return set()
-            cur.execute(f'SELECT DISTINCT oid FROM "{table}"')
-            return {r[0] for r in cur.fetchall()}
-    finally:
-        conn.close()
 
 
 def alert_oids() -> set[str]:
