@@ -23,6 +23,11 @@ MODEL_IN_IMAGE = "/opt/alertops-examples/models/demo_classifier.joblib"
 BAD_PACKETS = 2
 
 
+# A killed consumer's partitions go to the others after 6 s (the broker's minimum) instead of
+# librdkafka's default 45 s session timeout: the kill tests wait on that rebalance.
+FAST_REBALANCE = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "2000"}
+
+
 def step_manifest(name: str, image: str, bootstrap: str, topic: str, table: str, dead_topic: str,
                   batch_size: int = 5, replicas: int = 1) -> str:
     """Features + the demo classifier: Kafka -> PostgreSQL (probability table), dead letters to Kafka."""
@@ -32,7 +37,8 @@ def step_manifest(name: str, image: str, bootstrap: str, topic: str, table: str,
         "spec": {
             "image": image, "replicas": replicas,
             "source": {"kafka": {"bootstrapServers": bootstrap, "topics": [topic], "groupId": name,
-                                 "format": "ztf-avro", "batchSize": batch_size, "batchTimeoutMs": 300}},
+                                 "format": "ztf-avro", "batchSize": batch_size, "batchTimeoutMs": 300,
+                                 "config": FAST_REBALANCE}},
             "processor": {"model": {"path": MODEL_IN_IMAGE, "sha256": sha, "classifierName": "demo",
                                     "classifierVersion": "0.1.0", "featuresFrom": "alert"}},
             "sinks": [{"name": "pg", "postgres": {"dsn": {"name": "pg", "key": "dsn"}, "table": table,

@@ -168,7 +168,9 @@ def test_kill_9_then_restart_equals_an_uninterrupted_run(tmp_path: Path, step_en
     # This run decodes in worker processes: killing the step must not leave them behind.
     manifest = step_manifest(tmp_path / "step.yaml", bootstrap=kafka_bootstrap, topic=names["topic"],
                              group=names["group"], table=names["table"], mongo_db=names["mongo_db"],
-                             dead_topic=names["dead_topic"], batch_size=10, decode_workers=2)
+                             dead_topic=names["dead_topic"], batch_size=10, decode_workers=2,
+                             # the restarted run gets the killed one's partitions after 6 s, not 45 s
+                             source_extra={"config": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "2000"}})
     first = Runtime(manifest, postgres_dsn, mongodb_uri, tmp_path / "first.log")
     runtimes.append(first)
     wait_until(lambda: pg_count(postgres_dsn, names["table"]) >= 60 * N_CLASSES, 120, "some rows written")
