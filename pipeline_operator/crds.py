@@ -164,15 +164,11 @@ TRAININGSET_BOUNDS: tuple[tuple[str, dict[str, Any]], ...] = (
 
 TRAININGSET_RULES: tuple[CelRule, ...] = (
     *one_of_rules(TrainingSetBuildSpec),
-    *[CelRule(path=p, rule="!has(self.s3) || (has(self.uri) && self.uri.startsWith('s3://'))",
-              message="s3 sets how an s3:// uri is fetched: it needs uri: s3://bucket/key", field_path=".s3",
-              reason="FieldValueInvalid") for p in ("source", "catalogs[]")],
+    *_file_source("source"),
+    *_file_source("catalogs[]"),
     *[CelRule(path=p, rule="!has(self.uri) || !self.uri.startsWith('pvc://')",
               message="a build reads its claim (spec.dataVolumeClaim) at /data: give path: /data/..., not a pvc:// uri",
               field_path=".uri", reason="FieldValueInvalid") for p in ("source", "catalogs[]")],
-    *[CelRule(path=f"{p}.s3", rule="has(self.accessKeyId) == has(self.secretAccessKey)",
-              message="s3 needs both accessKeyId and secretAccessKey, or neither (anonymous reads)",
-              reason="FieldValueInvalid") for p in ("source", "catalogs[]")],
 )
 
 _READY = PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status',

@@ -95,7 +95,7 @@ _CONTAINER_KEPT = ("name", "image", "ready", "restartCount", "state", "lastState
 # Annotations whose values the operator never reads: a copy of the spec each (kubectl's and
 # kopf's); kopf's is kept as a marker, since the periodic check asks whether it is there.
 _BULKY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
-_MARKED_ANNOTATIONS = (f"{ANNOTATION_PREFIX}/last-handled-configuration",)
+_MARKED_ANNOTATIONS = (periodic.HANDLED,)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class CatalogSpec(TableSpec):
     """A labeled catalog crossmatched against the source."""
 
     NAME = "catalog"
-    ONE_OF = (("path", "query", "uri"), ("label_column", "label"))
+    ONE_OF = (*TableSpec.ONE_OF, ("label_column", "label"))
 
     name: str = Field(pattern=NAME_PATTERN,
                       description="Short name of the catalog (lowercase, digits, _); prefixes its output columns.")
