@@ -30,7 +30,6 @@ nearest reference-image source), limitMag (ZTF diffmaglim).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -261,7 +260,3 @@ def canonical(record: dict[str, Any], survey: Survey, projection: Projection) ->
         survey.finish(alert)
     return alert
 
-
-def finite(value: Any) -> bool:
-    """A real number that is not NaN or infinite (bools are not numbers here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

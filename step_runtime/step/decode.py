@@ -22,7 +22,6 @@ from step_runtime.step.errors import DecodeError
 
 ALERT_FORMATS: dict[str, Survey] = {"ztf-avro": ZTF, "lsst-avro": LSST}
 Decoder = Callable[[bytes, Schemas], list[dict[str, Any]]]
-Decoded = "list[dict[str, Any]] | DecodeError"
 
 
 def survey_of(fmt: str) -> Survey | None:

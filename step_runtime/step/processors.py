@@ -90,13 +90,13 @@ class ModelStep:
     def __init__(self, spec: ModelProcessor, base_dir: Path, survey: Survey | None,
                  fetch: FetchPolicy | None = None) -> None:
         path = _local_file("spec.processor.model", spec, base_dir, fetch)
-        self.from_alert = spec.features_from == "alert"
-        self.survey = _need_survey(survey, "model (featuresFrom: alert)") if self.from_alert else None
+        from_alert = spec.features_from == "alert"
+        self.survey = _need_survey(survey, "model (featuresFrom: alert)") if from_alert else None
         self.model = load_pinned_model(path, spec.sha256, spec.uri)
         self.features = model_feature_names(self.model, spec.features)
         self.name = spec.classifier_name
         self.version = spec.classifier_version
-        self.reads: frozenset[str] | None = features.READS if self.from_alert else None
+        self.reads: frozenset[str] | None = features.READS if from_alert else None
         if self.survey is not None:
             produced = features.feature_names(self.survey.bands, _flux_survey(self.survey))
             missing = [n for n in self.features if n not in produced]
@@ -146,11 +146,8 @@ class ModelStep:
         if not records:
             return [], []
         X, ids, failures = self._matrix(records)
-        if self.from_alert:
-            kept = list(range(len(records)))
-        else:
-            bad = {i for i, _ in failures}
-            kept = [i for i in range(len(records)) if i not in bad]
+        bad = {i for i, _ in failures}
+        kept = [i for i in range(len(records)) if i not in bad]
         if not kept:
             return [], failures
         try:

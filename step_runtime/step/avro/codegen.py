@@ -34,9 +34,9 @@ from typing import Any, Callable
 
 from step_runtime.step.avro.container import AvroContainerError, parsed_schema
 from step_runtime.step.avro.keep import Keep, Projection, project_value
+from step_runtime.step.avro.schemas import PRIMITIVES, named_types
 from step_runtime.step.errors import DecodeError
 
-PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
 _MAX_CACHED = 64
 # Items an array or map may hold, all blocks together. Real alerts hold hundreds at most; the cap
 # bounds what zero-byte items (null, an empty record) can make a decoder build or loop over.
@@ -221,7 +221,7 @@ class _Generator:
     def __init__(self, schema: Any, use_regex: bool = True) -> None:
         self.schema = schema
         self.use_regex = use_regex
-        self.names: dict[str, Any] = {}
+        self.names = named_types(schema)  # every named type (records, enums, fixed) by its full name
         self.functions: dict[tuple[Any, Any], str] = {}
         self.source: list[str] = []
         self.namespace: dict[str, Any] = {
@@ -232,30 +232,8 @@ class _Generator:
             "MAX_ITEMS": MAX_ITEMS,
         }
         self.counter = 0
-        self._collect(schema)
 
     # -- schema walking
-
-    def _collect(self, t: Any) -> None:
-        """Register every named type (records, enums, fixed) by its full name."""
-        if isinstance(t, list):
-            for b in t:
-                self._collect(b)
-        elif isinstance(t, dict):
-            kind = t.get("type")
-            if kind in ("record", "error", "enum", "fixed") and isinstance(t.get("name"), str):
-                if t["name"] in self.names:
-                    return
-                self.names[t["name"]] = t
-            if kind in ("record", "error"):
-                for f in t.get("fields", []):
-                    self._collect(f.get("type"))
-            elif kind == "array":
-                self._collect(t.get("items"))
-            elif kind == "map":
-                self._collect(t.get("values"))
-            elif isinstance(kind, (dict, list)):
-                self._collect(kind)
 
     def resolve(self, t: Any) -> Any:
         """A primitive name, a union list, or a dict with a complex `type` (references followed)."""

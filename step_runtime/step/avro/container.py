@@ -1,47 +1,24 @@
-"""Read an Avro object-container file held in memory, caching each writer schema once parsed.
+"""Writer schemas of Avro object-container files, checked and parsed once each.
 
 `fastavro.reader` parses the writer schema of every container it opens; a ZTF alert schema
 takes milliseconds to parse, which alone would cap a step at a few hundred alerts per second.
-Every message of a topic carries the same few schemas, so we read the container header here
-(the layout is fixed by the Avro specification), parse each distinct schema once, and decode
-the records with `fastavro.schemaless_reader`.
+Every message of a topic carries the same few schemas, so each distinct schema is parsed once
+here; the containers themselves are walked by `decoders.FramedDecoder`.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zlib
 from typing import Any
 
 import fastavro
 
-MAGIC = b"Obj\x01"
-_META_SCHEMA = fastavro.parse_schema({"type": "map", "values": "bytes"})
 _SCHEMAS: dict[bytes, Any] = {}
 _MAX_CACHED = 256
 
 
 class AvroContainerError(ValueError):
     """The bytes are not a readable Avro object-container file."""
-
-
-def _read_long(buf: io.BytesIO) -> int:
-    """Avro zig-zag varint."""
-    shift = 0
-    result = 0
-    while True:
-        raw = buf.read(1)
-        if not raw:
-            raise AvroContainerError("truncated varint")
-        b = raw[0]
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-        if shift > 63:
-            raise AvroContainerError("varint too long")
-    return (result >> 1) ^ -(result & 1)
 
 
 def _check_records(node: Any, depth: int = 0) -> None:
@@ -92,36 +69,3 @@ def parsed_schema(schema_json: bytes) -> Any:
         _SCHEMAS[key] = cached
     return cached
 
-
-def read_container(data: bytes) -> list[dict[str, Any]]:
-    """Every record of an in-memory Avro container, decoded with its own writer schema."""
-    if data[:4] != MAGIC:
-        raise AvroContainerError("not an Avro container (bad magic bytes)")
-    buf = io.BytesIO(data)
-    buf.seek(4)
-    meta: dict[str, bytes] = fastavro.schemaless_reader(buf, _META_SCHEMA)  # type: ignore[assignment]
-    schema_json = meta.get("avro.schema")
-    if not schema_json:
-        raise AvroContainerError("container header has no avro.schema")
-    codec = meta.get("avro.codec", b"null").decode()
-    schema = parsed_schema(schema_json)
-    sync = buf.read(16)
-    if len(sync) != 16:
-        raise AvroContainerError("truncated header (no sync marker)")
-    records: list[dict[str, Any]] = []
-    while buf.tell() < len(data):
-        count = _read_long(buf)
-        size = _read_long(buf)
-        block = buf.read(size)
-        if len(block) != size:
-            raise AvroContainerError("truncated data block")
-        if codec == "deflate":
-            block = zlib.decompress(block, -15)
-        elif codec != "null":
-            raise AvroContainerError(f"unsupported codec {codec!r} (expected null or deflate)")
-        bbuf = io.BytesIO(block)
-        for _ in range(count):
-            records.append(fastavro.schemaless_reader(bbuf, schema))  # type: ignore[arg-type]
-        if buf.read(16) != sync:
-            raise AvroContainerError("sync marker mismatch")
-    return records

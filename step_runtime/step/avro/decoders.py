@@ -15,18 +15,18 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import fastavro
 
 from step_runtime.step import alert_model
 from step_runtime.step.alert_model import Survey
 from step_runtime.step.avro.codegen import _MAX_CACHED, _block, _long, _span, record_reader, value_checker
+from step_runtime.step.avro.codegen import RecordReader as Reader
 from step_runtime.step.avro.container import parsed_schema
 from step_runtime.step.avro.framing import CONTAINER_MAGIC, confluent_header, is_confluent
 from step_runtime.step.errors import DecodeError
 
-Reader = Callable[[bytes, int], "tuple[Any, int]"]
 Schemas = Mapping[int, "bytes | str"]
 NO_SCHEMAS: Schemas = {}
 # A deflate block of an alert container is tens of kilobytes; a block that inflates past this is a

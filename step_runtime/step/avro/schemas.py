@@ -197,15 +197,6 @@ class SchemaDirectory:
         top = json.loads(tops[0].read_text())
         return json.dumps(expand_references(top, named), separators=(",", ":")).encode()
 
-    def known_ids(self) -> list[int]:
-        """Every schema id the folder holds (M*100+m of each <M>/<m>/ with an alert schema)."""
-        ids = []
-        for path in self.root.glob("*/*/*.alert.avsc"):
-            major, minor = path.parent.parent.name, path.parent.name
-            if major.isdigit() and minor.isdigit() and int(minor) < 100:
-                ids.append(int(major) * 100 + int(minor))
-        return sorted(set(ids))
-
 
 class SchemaCache:
     """Schemas by id for the step process: each id is looked up once per process; an unknown id
