@@ -87,6 +87,11 @@ def _probe(folder: Path) -> str | None:
     return None
 
 
+def _nested(a: Path, b: Path) -> bool:
+    """One of the two paths lies inside the other."""
+    return a in b.parents or b in a.parents
+
+
 def overlap_problems(outputs: list[NamedPath], inputs: list[NamedPath]) -> list[str]:
     """Outputs that share a path, lie inside one another, or would overwrite or sit inside an input.
 
@@ -98,14 +103,14 @@ def overlap_problems(outputs: list[NamedPath], inputs: list[NamedPath]) -> list[
             if out.path == other.path:
                 problems.append(f"{out.field}: {out.path} is also the path of {other.field}; "
                                 "every output needs a path of its own")
-            elif other.path in out.path.parents or out.path in other.path.parents:
+            elif _nested(out.path, other.path):
                 problems.append(f"{out.field}: {out.path} overlaps {other.field} ({other.path}): "
                                 "one lies inside the other")
         for inp in inputs:
             if out.path == inp.path:
                 problems.append(f"{out.field}: {out.path} is the input {inp.field}; writing it would "
                                 "overwrite the input")
-            elif inp.path in out.path.parents or out.path in inp.path.parents:
+            elif _nested(out.path, inp.path):
                 problems.append(f"{out.field}: {out.path} overlaps the input {inp.field} ({inp.path}): "
                                 "outputs must lie outside the inputs")
     return problems

@@ -197,15 +197,9 @@ class CrossmatchStep:
     def __init__(self, spec: CrossmatchProcessor, base_dir: Path, survey: Survey | None,
                  fetch: FetchPolicy | None = None) -> None:
         from step_runtime.crossmatch import SkyIndex
-        from step_runtime.storage.fetch import FetchError, verify_in_place
 
         self.survey = _need_survey(survey, "crossmatch")
-
-        path = _local_file("spec.processor.crossmatch", spec, base_dir, fetch)
-        try:
-            verify_in_place("spec.processor.crossmatch", spec, path)
-        except FetchError as exc:
-            raise ValueError(str(exc)) from None
+        path = _local_file("spec.processor.crossmatch", spec, base_dir, fetch, verify=True)
         table = read_catalog(path, [spec.ra_column, spec.dec_column, spec.id_column, *spec.columns])
         self.ids = table[spec.id_column].to_numpy()
         self.extra = {c: table[c].to_numpy() for c in spec.columns}
@@ -243,13 +237,14 @@ class CrossmatchStep:
 
 
 def _local_file(field: str, spec: ModelProcessor | CrossmatchProcessor, base_dir: Path,
-                fetch: FetchPolicy | None) -> Path:
+                fetch: FetchPolicy | None, verify: bool = False) -> Path:
     """The local path of a model or catalog, fetched first when it is a URI not fetched yet
-    (in a pod the init container has fetched it; a local run fetches it here)."""
+    (in a pod the init container has fetched it; a local run fetches it here); with `verify`,
+    checked against its pin (the model loader checks the model's pin itself)."""
     from step_runtime.storage.fetch import FetchError, ensure_local
 
     try:
-        return ensure_local(field, spec, base_dir, fetch or FetchPolicy.from_spec(FetchSpec()))
+        return ensure_local(field, spec, base_dir, fetch or FetchPolicy.from_spec(FetchSpec()), verify)
     except FetchError as exc:
         raise ValueError(str(exc)) from None
 

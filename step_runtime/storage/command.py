@@ -13,8 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-TERMINATION_MESSAGE_ENV = "ALERTOPS_TERMINATION_MESSAGE_PATH"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `alertops fetch`."""
@@ -24,13 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str, status: int) -> int:
+    from step_runtime.termination import write_termination_message
+
     print(f"alertops fetch: {message}", file=sys.stderr)
-    path = os.environ.get(TERMINATION_MESSAGE_ENV)
-    if path:
-        try:
-            Path(path).write_text(message[:4000] + "\n")
-        except OSError:
-            pass  # the message is on stderr too (FallbackToLogsOnError)
+    write_termination_message(message)
     return status
 
 
@@ -41,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.spec.common import SpecError, parse_spec, read_manifest
     from step_runtime.spec.pipelinestep import KIND, PipelineStepSpec
     from step_runtime.step.observe import setup_logging
-    from step_runtime.storage.fetch import FetchError, FetchPolicy, ensure_local, verify_in_place
+    from step_runtime.storage.fetch import FetchError, FetchPolicy, ensure_local
 
     setup_logging(args.log_level)
     manifest = Path(args.manifest)
@@ -54,8 +49,7 @@ def main(args: argparse.Namespace) -> int:
     base_dir = manifest.resolve().parent
     try:
         for field, settings in spec.file_sources():
-            path = ensure_local(field, settings, base_dir, policy)
-            verify_in_place(field, settings, path)
+            ensure_local(field, settings, base_dir, policy, verify=True)
     except FetchError as exc:
         return _fail(str(exc), 1 if exc.kind == "unavailable" else 2)
     return 0

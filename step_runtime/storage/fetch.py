@@ -121,16 +121,21 @@ def shown(settings: FileSettings, path: Path) -> str:
     return settings.uri or str(path)
 
 
-def ensure_local(field: str, settings: FileSettings, base_dir: Path, policy: FetchPolicy) -> Path:
+def ensure_local(field: str, settings: FileSettings, base_dir: Path, policy: FetchPolicy,
+                 verify: bool = False) -> Path:
     """The local path of a model or catalog, fetching it first when it is a URI not fetched yet.
 
     A file already fetched (by the pod's init container, or an earlier local run) is used as it
-    is: the loader checks its sha256 against the pin before reading it.
+    is. With `verify`, the file is also checked against its pin (`verify_in_place`), unless it
+    was fetched just now: the download checked the pin as it went, so it is not read twice.
+    Without it, the loader checks the pin itself before reading the file.
     """
     path = local_path(settings, base_dir)
-    if settings.uri is None or not parse_uri(settings.uri).fetched or path.is_file():
-        return path
-    return fetch_file(field, settings.uri, settings.s3, settings.sha256, path, policy).path
+    if settings.uri is not None and parse_uri(settings.uri).fetched and not path.is_file():
+        return fetch_file(field, settings.uri, settings.s3, settings.sha256, path, policy).path
+    if verify:
+        verify_in_place(field, settings, path)
+    return path
 
 
 def verify_in_place(field: str, settings: FileSettings, path: Path) -> None:

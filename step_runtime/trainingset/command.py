@@ -63,16 +63,11 @@ def main(args: argparse.Namespace) -> int:
     from step_runtime.cli import debug_enabled
     from step_runtime.spec.common import SpecError, parse_spec, read_manifest
     from step_runtime.spec.trainingset import KIND, TrainingSetBuildSpec
+    from step_runtime.termination import write_termination_message
     from step_runtime.trainingset.errors import BuildError, BuildFailure
     from step_runtime.trainingset.lazy_pandas import defer_pandas_for_pyarrow
     from step_runtime.trainingset.report import failure_message
-    from step_runtime.trainingset.run import (
-        BuildPaths,
-        build_all,
-        build_merge,
-        build_partition,
-        write_termination_message,
-    )
+    from step_runtime.trainingset.run import BuildPaths, build_all, build_merge, build_partition
     from step_runtime.trainingset.writers import check_output_paths
 
     defer_pandas_for_pyarrow()

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
+from step_runtime.termination import write_termination_message
 from step_runtime.trainingset.build import (
     Inputs,
     Merged,
@@ -31,8 +31,6 @@ from step_runtime.trainingset.progress import Progress
 from step_runtime.trainingset.report import compact_summary, summary_document, write_report_png
 from step_runtime.trainingset.tables import resolve_path, secret_value
 from step_runtime.trainingset.writers import output_format, upsert_postgres, write_frame, write_json
-
-TERMINATION_ENV = "ALERTOPS_TERMINATION_MESSAGE_PATH"
 
 
 @dataclass(frozen=True)
@@ -53,17 +51,6 @@ class BuildPaths:
         return BuildPaths(base, output, output.with_name(output.name + ".parts"),
                           output.with_name(output.name + ".summary.json"),
                           output.with_name(output.name + ".report.png"))
-
-
-def write_termination_message(text: str) -> None:
-    """Leave `text` where Kubernetes reads a container's termination message, when asked to."""
-    target = os.environ.get(TERMINATION_ENV)
-    if not target:
-        return
-    try:
-        Path(target).write_text(text[:4096])
-    except OSError:
-        pass  # the message is a courtesy; the build's result does not depend on it
 
 
 # The inputs, for forked pool workers (fork shares them without pickling).

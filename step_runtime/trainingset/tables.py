@@ -60,9 +60,11 @@ def _local_file(spec: TableSpec, base_dir: Path, field: str) -> Path:
     if spec.uri is None and spec.sha256 is None:
         return resolve_path(spec.path or "", base_dir)
     try:
-        path = (ensure_local(field, spec, base_dir, FetchPolicy.from_spec(FetchSpec())) if spec.uri is not None
-                else resolve_path(spec.path or "", base_dir))
-        verify_in_place(field, spec, path)
+        if spec.uri is not None:
+            path = ensure_local(field, spec, base_dir, FetchPolicy.from_spec(FetchSpec()), verify=True)
+        else:
+            path = resolve_path(spec.path or "", base_dir)
+            verify_in_place(field, spec, path)
     except FetchError as exc:
         raise BuildError(str(exc)) from None
     return path
