@@ -16,6 +16,7 @@ PART_OF = "alertops"
 ANNOTATION_PREFIX = "alertops.io"
 CONFIG_HASH_ANNOTATION = f"{ANNOTATION_PREFIX}/config-hash"
 CONFIG_DIR = "/etc/alertops"
+STEP_CONFIG_FILE = "step.yaml"  # a PipelineStep's runtime manifest in its ConfigMap, read by run and fetch
 HTTP_PORT = 8080
 RUNTIME_UID = 10001
 TERMINATION_LOG = "/dev/termination-log"

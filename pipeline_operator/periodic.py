@@ -134,7 +134,7 @@ def round_work(ix: Indexes, settings: RenderSettings, quiet: dict[tuple[str, str
                                     _version(target))
         if quiet.get(_key(resource)) == fingerprint:
             continue
-        if reconcile.step_needs_apply(resource, deployment, settings):
+        if reconcile.step_needs_apply(resource, deployment, settings, target):
             work = functools.partial(reconcile.apply_step, resource, pods, settings, target)
             checks.append(Check(resource, work, fingerprint, observe_only=False))
         else:

@@ -18,7 +18,7 @@ from pipeline_operator.conditions import Status, Verdict, now_rfc3339, phase_cha
 from pipeline_operator.derive import BuildFacts, StepFacts, pipelinestep_status, trainingset_status
 from pipeline_operator.metrics import ERRORS, RECONCILES, STATUS_WRITES, TRANSITIONS, timed
 from pipeline_operator.plan import Action, Apply, plan_build
-from pipeline_operator.shadow import shadow_refusal
+from pipeline_operator.shadow import Footprint, shadow_refusal
 from step_runtime.spec.common import SpecError
 
 STEP, BUILD = "PipelineStep", "TrainingSetBuild"
@@ -128,7 +128,7 @@ def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: R
             error = _invalid(STEP, err)
             fields, verdict = pipelinestep_status(_step_facts(resource, None, error), None, [])
             return _finish(STEP, resource, fields, verdict)
-        refusal = _shadow_refusal(resource, shadowed)
+        refusal = _shadow_refusal(resource, rendered, shadowed, settings)
         if refusal is not None:
             RECONCILES.labels(STEP, "refused").inc()
             ERRORS.labels(STEP, refusal.reason).inc()
@@ -148,25 +148,33 @@ def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: R
 
 
 def step_needs_apply(resource: dict[str, Any], deployment: dict[str, Any] | None,
-                     settings: RenderSettings) -> bool:
-    """Level check: the Deployment is missing or drifted from what the spec renders to."""
+                     settings: RenderSettings, shadowed: dict[str, Any] | None = None) -> bool:
+    """Level check: the Deployment is missing or drifted from what the spec renders to (a
+    refused shadow needs no apply: observing it reports the refusal)."""
     try:
         rendered = cached_render(render_pipelinestep.render, resource, settings)
     except SpecError:
         return False
     if deployment is None:
-        return True
+        return _shadow_refusal(resource, rendered, shadowed, settings) is None
     annotations = (deployment.get("metadata") or {}).get("annotations") or {}
     replicas = (deployment.get("spec") or {}).get("replicas")
     return bool(annotations.get(CONFIG_HASH_ANNOTATION) != rendered.config_hash or replicas != rendered.desired_replicas)
 
 
-def _shadow_refusal(resource: dict[str, Any], shadowed: dict[str, Any] | None) -> Verdict | None:
-    """`shadow.shadow_refusal` for a step whose spec names spec.shadowOf. The render cache keeps
-    no spec models (memory at 1,000 steps), so a shadow's spec is parsed again: shadows are few."""
-    if not (resource.get("spec") or {}).get("shadowOf"):
+def _shadow_refusal(resource: dict[str, Any], rendered: render_pipelinestep.RenderedStep,
+                    shadowed: dict[str, Any] | None, settings: RenderSettings) -> Verdict | None:
+    """`shadow.shadow_refusal` on the two steps' footprints, each from the render cache (the
+    shadowed step is rendered in the same round)."""
+    if rendered.footprint.shadow_of is None:
         return None
-    return shadow_refusal(resource, render_pipelinestep.parse(resource), shadowed)
+    original: Footprint | SpecError | None = None
+    if shadowed is not None:
+        try:
+            original = cached_render(render_pipelinestep.render, shadowed, settings).footprint
+        except SpecError as err:
+            original = err
+    return shadow_refusal(resource, rendered.footprint, original)
 
 
 def observe_step(resource: dict[str, Any], deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
@@ -174,7 +182,7 @@ def observe_step(resource: dict[str, Any], deployment: dict[str, Any] | None, po
     """Status of a PipelineStep from its children as last seen (no API call)."""
     try:
         rendered = cached_render(render_pipelinestep.render, resource, settings)
-        error = _shadow_refusal(resource, shadowed)
+        error = _shadow_refusal(resource, rendered, shadowed, settings)
     except SpecError as err:
         rendered, error = None, Verdict("stalled", "InvalidSpec", f"{err}; fix the spec")
     fields, verdict = pipelinestep_status(_step_facts(resource, rendered, error), deployment, pods)

@@ -8,6 +8,7 @@ from pipeline_operator.children import (
     CONFIG_DIR,
     CONFIG_HASH_ANNOTATION,
     HTTP_PORT,
+    STEP_CONFIG_FILE,
     RenderSettings,
     base_env,
     child_metadata,
@@ -25,12 +26,12 @@ from pipeline_operator.children import (
 )
 from pipeline_operator.render_volumes import fetch_init_containers, file_env, file_volumes, step_mounts, step_secret_refs
 from pipeline_operator.rollout import model_annotations
+from pipeline_operator.shadow import Footprint, footprint
 from step_runtime.spec.common import parse_spec
 from step_runtime.spec.pipelinestep import PipelineStepSpec
 
 APP = "alertops-step"
 COMPONENT = "pipelinestep"
-CONFIG_FILE = "step.yaml"
 CONTAINER = "step"
 
 
@@ -46,6 +47,7 @@ class RenderedStep:
     selector: str
     processor: str
     desired_replicas: int
+    footprint: Footprint  # what the shadow check needs (pipeline_operator.shadow)
 
 
 def parse(resource: dict[str, Any]) -> PipelineStepSpec:
@@ -80,7 +82,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
     digest = config_hash(spec)
     labels = common_labels(APP, name, COMPONENT, meta.get("labels"))
     owner = owner_reference(resource)
-    cm = config_map(config_map_name(name), namespace, labels, owner, CONFIG_FILE,
+    cm = config_map(config_map_name(name), namespace, labels, owner, STEP_CONFIG_FILE,
                     runtime_manifest(resource, spec), digest)
     replicas = 0 if spec.suspend else spec.replicas
     selector = selector_labels(APP, name)
@@ -111,7 +113,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
     }
     return RenderedStep(suspend=spec.suspend, config_hash=digest, config_map=cm, deployment=deployment,
                         selector=selector_string(selector), processor=spec.processor.kind(),
-                        desired_replicas=replicas)
+                        desired_replicas=replicas, footprint=footprint(spec))
 
 
 def container_env(spec: PipelineStepSpec) -> list[dict[str, Any]]:
@@ -143,7 +145,7 @@ def pod_spec(spec: PipelineStepSpec, cm_name: str, settings: RenderSettings) -> 
             "name": CONTAINER,
             "image": image,
             "imagePullPolicy": settings.image_pull_policy,
-            "command": ["alertops", "run", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+            "command": ["alertops", "run", f"{CONFIG_DIR}/{STEP_CONFIG_FILE}"],
             "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
             "env": container_env(spec),
             "resources": resources,

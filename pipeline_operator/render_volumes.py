@@ -14,7 +14,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pipeline_operator.children import CONFIG_DIR, TERMINATION_LOG, base_env, container_security_context, secret_env
+from pipeline_operator.children import (
+    CONFIG_DIR,
+    STEP_CONFIG_FILE,
+    TERMINATION_LOG,
+    base_env,
+    container_security_context,
+    secret_env,
+)
 from pipeline_operator.rollout import FETCH_CONTAINER
 from step_runtime.spec.pipelinestep import RESERVED_VOLUME_PREFIX, PipelineStepSpec, Volume
 from step_runtime.storage.uri import FETCH_DIR_ENV, POD_FETCH_DIR, POD_PVC_ROOT, PVC_ROOT_ENV, parse_uri
@@ -123,7 +130,7 @@ def fetch_init_containers(spec: PipelineStepSpec, image: str, pull_policy: str,
         "name": FETCH_CONTAINER,
         "image": image,
         "imagePullPolicy": pull_policy,
-        "command": ["alertops", "fetch", f"{CONFIG_DIR}/step.yaml"],
+        "command": ["alertops", "fetch", f"{CONFIG_DIR}/{STEP_CONFIG_FILE}"],
         "env": env,
         "resources": resources,
         "securityContext": container_security_context(),

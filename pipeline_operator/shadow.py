@@ -9,69 +9,78 @@ cannot be shared, and neither can a consumer group (the two would split the part
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline_operator.conditions import Verdict
-from step_runtime.spec.common import SpecError, parse_spec
+from step_runtime.spec.common import SpecError
 from step_runtime.spec.pipelinestep import PipelineStepSpec
 
 
-def _classifier(spec: PipelineStepSpec) -> tuple[str, str] | None:
+@dataclass(frozen=True)
+class Footprint:
+    """What the shadow check needs of a step: whom it shadows, its consumer group, its
+    classifier, and where it writes. Small, so the operator keeps one per rendered step
+    instead of the spec model."""
+
+    shadow_of: str | None
+    group_id: str | None
+    classifier: tuple[str, str] | None
+    # where it writes -> how a message names it; PostgreSQL tables are keyed by table only:
+    # whether a shared table is a conflict depends on the rows (see `shadow_conflicts`)
+    writes: dict[tuple[str, ...], str] = field(default_factory=dict)
+    # tables whose every row carries the classifier version in its key
+    versioned_tables: frozenset[str] = frozenset()
+
+
+def footprint(spec: PipelineStepSpec) -> Footprint:
+    """The shadow-relevant facts of a step's spec."""
     model = spec.processor.model
-    return (model.classifier_name, model.classifier_version) if model is not None else None
-
-
-def _writes(spec: PipelineStepSpec) -> dict[tuple[str, ...], str]:
-    """Where a step writes -> how a message names it. PostgreSQL tables are keyed by table only;
-    whether a shared table is a conflict depends on the rows (see `shadow_conflicts`)."""
-    out: dict[tuple[str, ...], str] = {}
+    classifier = (model.classifier_name, model.classifier_version) if model is not None else None
+    writes: dict[tuple[str, ...], str] = {}
+    tables: set[str] = set()
+    unversioned: set[str] = set()
     for i, sink in enumerate(spec.sinks):
         where = f"spec.sinks[{i}]"
         if sink.kafka is not None:
-            out[("kafka", sink.kafka.topic)] = f"{where}: Kafka topic {sink.kafka.topic}"
+            writes[("kafka", sink.kafka.topic)] = f"{where}: Kafka topic {sink.kafka.topic}"
         elif sink.mongodb is not None:
             m = sink.mongodb
-            out[("mongodb", m.database, m.collection)] = f"{where}: MongoDB collection {m.database}.{m.collection}"
+            writes[("mongodb", m.database, m.collection)] = f"{where}: MongoDB collection {m.database}.{m.collection}"
         elif sink.file is not None:
-            out[("file", sink.file.path)] = f"{where}: file {sink.file.path}"
+            writes[("file", sink.file.path)] = f"{where}: file {sink.file.path}"
         elif sink.postgres is not None:
             p = sink.postgres
-            out[("postgres", p.table)] = f"{where}: PostgreSQL table {p.table}"
+            writes[("postgres", p.table)] = f"{where}: PostgreSQL table {p.table}"
+            tables.add(p.table)
+            if p.mode == "rows" and "classifier_version" not in p.key:
+                unversioned.add(p.table)
     dl = spec.dead_letter
     if dl is not None:
         if dl.kafka is not None:
-            out[("kafka", dl.kafka.topic)] = f"spec.deadLetter: Kafka topic {dl.kafka.topic}"
+            writes[("kafka", dl.kafka.topic)] = f"spec.deadLetter: Kafka topic {dl.kafka.topic}"
         elif dl.postgres is not None:
-            out[("postgres-dead-letter", dl.postgres.table)] = f"spec.deadLetter: PostgreSQL table {dl.postgres.table}"
+            writes[("postgres-dead-letter", dl.postgres.table)] = f"spec.deadLetter: PostgreSQL table {dl.postgres.table}"
         elif dl.file is not None:
-            out[("file", dl.file.path)] = f"spec.deadLetter: file {dl.file.path}"
-    return out
+            writes[("file", dl.file.path)] = f"spec.deadLetter: file {dl.file.path}"
+    kafka = spec.source.kafka
+    return Footprint(shadow_of=spec.shadow_of, group_id=kafka.group_id if kafka is not None else None,
+                     classifier=classifier, writes=writes,
+                     versioned_tables=frozenset(tables - unversioned) if classifier is not None else frozenset())
 
 
-def _versioned_rows(spec: PipelineStepSpec, table: str) -> bool:
-    """True when every row the step writes to `table` carries its classifier version in the key."""
-    for sink in spec.sinks:
-        p = sink.postgres
-        if p is not None and p.table == table:
-            if p.mode == "rows" and "classifier_version" not in p.key:
-                return False
-    return _classifier(spec) is not None
-
-
-def shadow_conflicts(shadow: PipelineStepSpec, original: PipelineStepSpec, original_name: str) -> list[str]:
+def shadow_conflicts(shadow: Footprint, original: Footprint, original_name: str) -> list[str]:
     """Why `shadow` may not run beside `original` (empty: it may)."""
     problems: list[str] = []
-    s_kafka, o_kafka = shadow.source.kafka, original.source.kafka
-    if s_kafka is not None and o_kafka is not None and s_kafka.group_id == o_kafka.group_id:
-        problems.append(f"spec.source.kafka.groupId {s_kafka.group_id!r} is {original_name}'s: the two would split "
+    if shadow.group_id is not None and shadow.group_id == original.group_id:
+        problems.append(f"spec.source.kafka.groupId {shadow.group_id!r} is {original_name}'s: the two would split "
                         f"the partitions; give the shadow a consumer group of its own")
-    theirs = _writes(original)
-    for key, mine in _writes(shadow).items():
-        if key not in theirs:
+    for key, mine in shadow.writes.items():
+        if key not in original.writes:
             continue
         if key[0] == "postgres":
-            mine_c, theirs_c = _classifier(shadow), _classifier(original)
-            if mine_c != theirs_c and _versioned_rows(shadow, key[1]) and _versioned_rows(original, key[1]):
+            mine_c, theirs_c = shadow.classifier, original.classifier
+            if mine_c != theirs_c and key[1] in shadow.versioned_tables and key[1] in original.versioned_tables:
                 continue  # rows keyed by classifier version: the two versions never collide
             why = (f"both write classifier {mine_c[0]} {mine_c[1]}" if mine_c is not None and mine_c == theirs_c
                    else "its rows are not keyed by classifier_version")
@@ -81,28 +90,27 @@ def shadow_conflicts(shadow: PipelineStepSpec, original: PipelineStepSpec, origi
     return problems
 
 
-def shadow_refusal(resource: dict[str, Any], spec: PipelineStepSpec, original: dict[str, Any] | None) -> Verdict | None:
+def shadow_refusal(resource: dict[str, Any], mine: Footprint,
+                   original: Footprint | SpecError | None) -> Verdict | None:
     """A Stalled verdict when a shadow may not run (None when it may, or when it is no shadow).
 
-    `original` is the PipelineStep named by spec.shadowOf as the operator last saw it (None
-    when there is none).
+    `original` is the footprint of the PipelineStep named by spec.shadowOf as the operator last
+    saw it: None when there is none, the SpecError when its spec is invalid.
     """
-    if spec.shadow_of is None:
+    if mine.shadow_of is None:
         return None
     meta = resource.get("metadata") or {}
     namespace = meta.get("namespace", "default")
-    if spec.shadow_of == meta.get("name"):
+    if mine.shadow_of == meta.get("name"):
         return Verdict("stalled", "InvalidShadow", "spec.shadowOf names this step itself; name the step it shadows")
-    target = f"PipelineStep {namespace}/{spec.shadow_of}"
+    target = f"PipelineStep {namespace}/{mine.shadow_of}"
     if original is None:
         return Verdict("stalled", "ShadowTargetMissing",
                        f"spec.shadowOf: {target} does not exist; a shadow is started only once the operator has "
                        f"checked that it writes nowhere that step writes (create it, or fix the name)")
-    try:
-        theirs = parse_spec(PipelineStepSpec, original.get("spec") or {}, target)
-    except SpecError as err:
-        return Verdict("stalled", "ShadowTargetInvalid", f"spec.shadowOf: cannot check against {target}: {err}")
-    problems = shadow_conflicts(spec, theirs, spec.shadow_of)
+    if isinstance(original, SpecError):
+        return Verdict("stalled", "ShadowTargetInvalid", f"spec.shadowOf: cannot check against {target}: {original}")
+    problems = shadow_conflicts(mine, original, mine.shadow_of)
     if problems:
         return Verdict("stalled", "ShadowConflict",
                        f"refusing to run a shadow of {target} that writes where it writes: " + "; ".join(problems)

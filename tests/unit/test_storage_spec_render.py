@@ -10,7 +10,7 @@ from pipeline_operator import render_pipelinestep
 from pipeline_operator.conditions import Verdict, dump_status
 from pipeline_operator.derive import StepFacts, pipelinestep_status, pod_problem
 from pipeline_operator.rollout import MODEL_SHA256, MODEL_VERSION, fetch_problem, ready_models
-from pipeline_operator.shadow import shadow_conflicts, shadow_refusal
+from pipeline_operator.shadow import footprint, shadow_conflicts, shadow_refusal
 from step_runtime.spec.common import SpecError, parse_spec
 from step_runtime.spec.pipelinestep import PipelineStepSpec
 from step_runtime.storage.uri import fetched_name, parse_quantity, parse_uri
@@ -263,8 +263,8 @@ def _shadow(**model_over) -> dict:
 
 
 def test_a_shadow_beside_its_step_in_the_probability_table_is_allowed():
-    assert shadow_conflicts(parsed(_shadow()), parsed(spec()), "clf") == []
-    assert shadow_refusal(resource(_shadow(), "clf-shadow"), parsed(_shadow()), resource(spec())) is None
+    assert shadow_conflicts(footprint(parsed(_shadow())), footprint(parsed(spec())), "clf") == []
+    assert shadow_refusal(resource(_shadow(), "clf-shadow"), footprint(parsed(_shadow())), footprint(parsed(spec()))) is None
 
 
 def test_a_shadow_writing_where_its_step_writes_is_refused():
@@ -276,21 +276,21 @@ def test_a_shadow_writing_where_its_step_writes_is_refused():
     shadow.update(shadowOf="clf")
     shadow["source"]["kafka"]["groupId"] = "clf"
     shadow["processor"]["model"]["classifierVersion"] = "1.0.0"
-    problems = shadow_conflicts(parsed(shadow), parsed(main), "clf")
+    problems = shadow_conflicts(footprint(parsed(shadow)), footprint(parsed(main)), "clf")
     text = " | ".join(problems)
     assert "groupId 'clf' is clf's" in text
     assert "Kafka topic classifications is also written by clf" in text
     assert "MongoDB collection alerts.probs is also written by clf" in text
     assert "PostgreSQL table probability is also written by clf (both write classifier rf 1.0.0)" in text
-    verdict = shadow_refusal(resource(shadow, "clf-shadow"), parsed(shadow), resource(main))
+    verdict = shadow_refusal(resource(shadow, "clf-shadow"), footprint(parsed(shadow)), footprint(parsed(main)))
     assert verdict is not None and verdict.reason == "ShadowConflict" and verdict.state == "stalled"
 
 
 def test_a_shadow_of_nothing_or_of_itself_is_refused():
     s = _shadow()
-    assert shadow_refusal(resource(s, "clf-shadow"), parsed(s), None).reason == "ShadowTargetMissing"
-    assert shadow_refusal(resource(s, "clf"), parsed(s), resource(spec())).reason == "InvalidShadow"
-    assert shadow_refusal(resource(spec()), parsed(spec()), None) is None
+    assert shadow_refusal(resource(s, "clf-shadow"), footprint(parsed(s)), None).reason == "ShadowTargetMissing"
+    assert shadow_refusal(resource(s, "clf"), footprint(parsed(s)), footprint(parsed(spec()))).reason == "InvalidShadow"
+    assert shadow_refusal(resource(spec()), footprint(parsed(spec())), None) is None
 
 
 def test_the_reconcile_checks_a_shadow_through_the_render_cache():
@@ -308,18 +308,35 @@ def test_the_reconcile_checks_a_shadow_through_the_render_cache():
         assert (outcome.verdict.reason == "ShadowConflict") is refused, outcome.verdict
 
 
+def test_a_refused_shadow_needs_no_apply_and_an_invalid_target_is_named():
+    """The periodic round observes a refused shadow (quiet once reported) instead of applying
+    it every round; a target whose spec is invalid stalls the shadow with its error."""
+    from pipeline_operator.children import RenderSettings
+    from pipeline_operator.reconcile import observe_step, step_needs_apply
+
+    conflicting = _shadow()
+    conflicting["source"]["kafka"]["groupId"] = "clf"
+    assert step_needs_apply(resource(conflicting, "clf-bad"), None, RenderSettings(), resource(spec())) is False
+    assert step_needs_apply(resource(_shadow(), "clf-shadow"), None, RenderSettings(), resource(spec())) is True
+    broken = resource(spec(replicas=-1))
+    broken["metadata"]["generation"] = 2  # a spec edit: the render cache keys on the generation
+    outcome = observe_step(resource(_shadow(), "clf-shadow"), None, [], RenderSettings(), broken)
+    assert outcome.verdict.reason == "ShadowTargetInvalid" and "PipelineStep brokers/clf" in outcome.verdict.message
+
+
 def test_rows_without_the_version_in_their_key_cannot_be_shared():
     rows = [{"postgres": {"dsn": {"name": "pg", "key": "dsn"}, "table": "classes", "key": ["oid"]}}]
     main, shadow = spec(sinks=rows), _shadow()
     shadow["sinks"] = rows
-    assert "not keyed by classifier_version" in " ".join(shadow_conflicts(parsed(shadow), parsed(main), "clf"))
+    problems = shadow_conflicts(footprint(parsed(shadow)), footprint(parsed(main)), "clf")
+    assert "not keyed by classifier_version" in " ".join(problems)
     keyed = [{"postgres": {**rows[0]["postgres"], "key": ["oid", "classifier_version"]}}]
     main["sinks"], shadow["sinks"] = keyed, keyed
-    assert shadow_conflicts(parsed(shadow), parsed(main), "clf") == []
+    assert shadow_conflicts(footprint(parsed(shadow)), footprint(parsed(main)), "clf") == []
 
 
 def test_verdict_type_is_shared():
-    assert isinstance(shadow_refusal(resource(_shadow(), "x"), parsed(_shadow()), None), Verdict)
+    assert isinstance(shadow_refusal(resource(_shadow(), "x"), footprint(parsed(_shadow())), None), Verdict)
 
 
 # -- training-set tables by uri ----------------------------------------------------------------
@@ -362,5 +379,5 @@ def test_a_shadow_without_a_model_cannot_share_a_table():
     main = spec(processor=features, sinks=rows, source=kafka)
     shadow = spec(processor=features, sinks=rows, shadowOf="f",
                   source={"kafka": {**kafka["kafka"], "groupId": "f-shadow"}})
-    (problem,) = shadow_conflicts(parsed(shadow), parsed(main), "f")
+    (problem,) = shadow_conflicts(footprint(parsed(shadow)), footprint(parsed(main)), "f")
     assert "PostgreSQL table features is also written by f (its rows are not keyed by classifier_version)" in problem
