@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _TYPES = {np.dtype(t): a for t, a in ((np.float64, pa.float64()), (np.float32, pa.float32()),
                                       (np.int64, pa.int64()), (np.int32, pa.int32()), (np.int16, pa.int16()),
@@ -39,3 +40,15 @@ def arrow_of(values: np.ndarray, null: np.ndarray | None = None, nan_as_null: bo
         return pa.Array.from_buffers(pa.bool_(), values.size, [validity, _bits(values)], null_count=nulls)
     return pa.Array.from_buffers(_TYPES[values.dtype], values.size, [validity, pa.py_buffer(values)],
                                  null_count=nulls)
+
+
+def mask_of(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array as a numpy mask."""
+    return values.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def null_where(mask: np.ndarray | pa.Array | pa.ChunkedArray, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """`values` with nulls where `mask` is true (a numpy or an Arrow mask)."""
+    if isinstance(mask, np.ndarray):
+        mask = arrow_of(mask)
+    return pc.if_else(mask, pa.scalar(None, values.type), values)

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from step_runtime.crossmatch import SkyIndex, one_to_one
 from step_runtime.spec.trainingset import TrainingSetBuildSpec
-from step_runtime.trainingset.arrays import arrow_of
+from step_runtime.trainingset.arrays import arrow_of, null_where
 from step_runtime.trainingset.combine import combine_labels, trust_order
 from step_runtime.trainingset.inputs import (
     LABEL_NONE,
@@ -232,7 +232,7 @@ def _unmatch(frame: pa.Table, cat, losers: np.ndarray) -> pa.Table:
     for col in [f"{name}_sep_arcsec", f"{name}_second_sep_arcsec", f"{name}_id", f"{name}_label"] + \
                [f"{name}_{c}" for c in cat.carry]:
         column = frame[col]
-        cleared = pc.if_else(lost, pa.scalar(None, column.type), column)
+        cleared = null_where(lost, column)
         frame = frame.set_column(frame.schema.get_field_index(col), col, cleared)
     return frame
 

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from step_runtime.trainingset.arrays import arrow_of
+from step_runtime.trainingset.arrays import arrow_of, null_where
 
 POLICIES = ("priority", "agree", "drop")
 
@@ -32,10 +32,6 @@ def _text(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     return values if pa.types.is_string(values.type) else values.cast(pa.string())
-
-
-def _null_where(mask: np.ndarray, values: pa.Array) -> pa.Array:
-    return pc.if_else(arrow_of(mask), pa.scalar(None, values.type), values)
 
 
 def combine_labels(frame: pa.Table, order: list[str], policy: str, keep_unlabeled: bool) -> Combined:
@@ -65,9 +61,8 @@ def combine_labels(frame: pa.Table, order: list[str], policy: str, keep_unlabele
     for i, name in enumerate(order):
         winner[(winner < 0) & present[name]] = i
     label = pc.coalesce(*labels.values()) if order else pa.nulls(n, pa.string())
-    names = np.array([*order, None], dtype=object)
-    label_catalog = arrow_of(names[winner])
-    label_id = pc.coalesce(*[_null_where(~present[name], _text(frame[f"{name}_id"])) for name in order])
+    label_catalog = pc.take(pa.array(order, pa.string()), arrow_of(winner, null=winner < 0))
+    label_id = pc.coalesce(*[null_where(~present[name], _text(frame[f"{name}_id"])) for name in order])
     separation = np.full(n, np.nan)
     for i, name in enumerate(order):
         won = winner == i
@@ -83,11 +78,11 @@ def combine_labels(frame: pa.Table, order: list[str], policy: str, keep_unlabele
         pieces.append(pc.fill_null(pc.binary_join_element_wise(";" + name, labels[name], ":"), ""))
     # ";a:RRL;b:EW" less its first ";" (pyarrow's null_handling="skip" drops all-null rows: not used)
     joined = pc.binary_join_element_wise(*pieces, "") if order else pa.nulls(n, pa.string())
-    candidates = _null_where(n_catalogs == 0, pc.utf8_slice_codeunits(joined, 1))
+    candidates = null_where(n_catalogs == 0, pc.utf8_slice_codeunits(joined, 1))
 
     n_conflicts = int(conflict.sum())
     if policy == "agree" and n_conflicts:
-        label, label_catalog, label_id = (_null_where(conflict, v) for v in (label, label_catalog, label_id))
+        label, label_catalog, label_id = (null_where(conflict, v) for v in (label, label_catalog, label_id))
         separation[conflict] = np.nan
     combined = {
         "label": label, "label_catalog": label_catalog, "label_catalog_id": label_id,

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from step_runtime.spec.trainingset import CatalogSpec, SourceSpec, TableSpec
-from step_runtime.trainingset.arrays import arrow_of
+from step_runtime.trainingset.arrays import arrow_of, mask_of, null_where
 from step_runtime.trainingset.errors import BuildError
 from step_runtime.trainingset.labels import as_array, labels_as_text, map_labels
-from step_runtime.trainingset.positions import Warn, mask_of, positions_deg
+from step_runtime.trainingset.positions import Warn, positions_deg
 from step_runtime.trainingset.tables import read_table
 
 # Output columns a source carry column must not shadow.
@@ -141,7 +141,7 @@ def load_catalog(spec: CatalogSpec, index: int, base_dir: Path, bad_rows: str, w
         raw_labels = pa.array([spec.label] * frame.num_rows, pa.string())
     else:
         raw_labels = labels_as_text(frame[spec.label_column])
-    raw_labels = pc.if_else(arrow_of(good), raw_labels, pa.scalar(None, raw_labels.type))
+    raw_labels = null_where(~good, raw_labels)
     mapped = map_labels(raw_labels, spec.label_map, spec.unmapped_labels, where)
     labeled = good & mask_of(mapped.labels.is_valid())
     n_bad = int((~good).sum())

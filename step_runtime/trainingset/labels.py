@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from step_runtime.trainingset.arrays import arrow_of
+from step_runtime.trainingset.arrays import arrow_of, mask_of, null_where
 from step_runtime.trainingset.errors import BuildError
 
 
@@ -44,7 +44,7 @@ def labels_as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         values = values.cast(pa.string())
     text = pc.utf8_trim_whitespace(values)
-    return pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, text.type), text)
+    return null_where(pc.equal(pc.utf8_length(text), 0), text)
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,6 @@ class MappedLabels:
         return int(self.unmapped_rows.sum())
 
 
-def _mask(values: pa.Array) -> np.ndarray:
-    return values.to_numpy(zero_copy_only=False).astype(bool)
-
-
 def map_labels(labels: pa.Array, label_map: dict[str, str], unmapped: str, where: str) -> MappedLabels:
     """Apply `label_map` to text labels; `unmapped` is "drop" or "keep".
 
@@ -78,7 +74,7 @@ def map_labels(labels: pa.Array, label_map: dict[str, str], unmapped: str, where
     it almost always means the wrong column or a typo in the keys.
     """
     labels = as_array(labels)
-    present = _mask(labels.is_valid())
+    present = mask_of(labels.is_valid())
     missing = ~present
     none_dropped = np.zeros(len(labels), dtype=bool)
     if not label_map:
@@ -86,7 +82,7 @@ def map_labels(labels: pa.Array, label_map: dict[str, str], unmapped: str, where
     keys = pa.array([str(k) for k in label_map], labels.type)
     targets = pa.array([str(v) for v in label_map.values()], pa.string())
     position = pc.index_in(labels, value_set=keys)
-    in_map = _mask(position.is_valid())
+    in_map = mask_of(position.is_valid())
     if present.any() and not in_map.any():
         found = sorted(pc.unique(labels.filter(arrow_of(present))).to_pylist())
         raise BuildError(

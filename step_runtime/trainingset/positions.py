@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from step_runtime.spec.trainingset import TableSpec
+from step_runtime.trainingset.arrays import mask_of
 from step_runtime.trainingset.errors import BuildError
 from step_runtime.trainingset.labels import as_array
 from step_runtime.trainingset.sexagesimal import Quirk, parse_sexagesimal
@@ -21,11 +22,6 @@ Warn = Callable[[str], None]
 
 # What pandas.to_numeric reads as a number, for text columns (spaces around are stripped first).
 _NUMBER = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf(inity)?|nan)$"
-
-
-def mask_of(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A boolean Arrow array as a numpy mask."""
-    return values.to_numpy(zero_copy_only=False).astype(bool)
 
 
 def _numeric(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
