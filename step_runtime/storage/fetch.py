@@ -57,11 +57,6 @@ class FetchError(Exception):
         super().__init__(message)
         self.kind = kind
 
-    @property
-    def permanent(self) -> bool:
-        """True when another attempt cannot succeed without a change (spec, store or Secret)."""
-        return self.kind != "unavailable"
-
 
 class _Transient(Exception):
     """One attempt failed in a way the next attempt may not (network, timeout, 5xx)."""

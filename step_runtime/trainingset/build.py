@@ -7,13 +7,12 @@ happen in `merge_parts`; partitioned and unpartitioned builds therefore give the
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,10 +48,6 @@ def spec_digest(spec: TrainingSetBuildSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _load_catalog(spec: Any, index: int, base_dir: Path, bad_rows: str, notes: list[str]) -> CatalogData:
-    return load_catalog(spec, index, base_dir, bad_rows, notes.append)
-
-
 def load_inputs(spec: TrainingSetBuildSpec, base_dir: Path, on_table=None, warn=None) -> Inputs:
     """Read the source and every catalog (`on_table(description)` is called after each, `warn(text)`
     for each warning about the values read).
@@ -61,13 +56,13 @@ def load_inputs(spec: TrainingSetBuildSpec, base_dir: Path, on_table=None, warn=
     most part, so a second core overlaps them. Results, warnings and the first error come in
     spec order, as if read one by one.
     """
-    jobs: list[Callable[[list[str]], SourceData | CatalogData]] = [
-        lambda notes: load_source(spec.source, base_dir, spec.bad_rows, notes.append)]
-    jobs += [functools.partial(_load_catalog, cat, i, base_dir, spec.bad_rows) for i, cat in enumerate(spec.catalogs)]
-    notes: list[list[str]] = [[] for _ in jobs]
-    loaded = []
-    with ThreadPoolExecutor(max_workers=min(2, len(jobs))) as pool:
-        futures = [pool.submit(job, notes[i]) for i, job in enumerate(jobs)]
+    notes: list[list[str]] = [[] for _ in range(1 + len(spec.catalogs))]
+    loaded: list[SourceData | CatalogData] = []
+    with ThreadPoolExecutor(max_workers=min(2, len(notes))) as pool:
+        futures: list[Future[SourceData | CatalogData]] = [
+            pool.submit(load_source, spec.source, base_dir, spec.bad_rows, notes[0].append)]
+        futures += [pool.submit(load_catalog, cat, i, base_dir, spec.bad_rows, notes[i + 1].append)
+                    for i, cat in enumerate(spec.catalogs)]
         try:
             for i, future in enumerate(futures):
                 loaded.append(future.result())

@@ -130,8 +130,9 @@ class JsonlOutput(_FileOutput):
             self.handle.write(data)
             return
         assert self.fd is not None, "open() first"
-        regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
-        before = os.fstat(self.fd).st_size if regular else 0
+        info = os.fstat(self.fd)
+        regular = stat.S_ISREG(info.st_mode)
+        before = info.st_size if regular else 0
         try:
             view = memoryview(data)
             while view:
