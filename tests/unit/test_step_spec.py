@@ -108,3 +108,15 @@ def test_every_one_of_choice_has_a_builder_and_a_cel_rule() -> None:
     assert rules["processor"] == "processor needs exactly one of model, crossmatch, features, python"
     assert rules["sinks[]"] == "sink needs exactly one of postgres, mongodb, kafka, file"
     assert rules["env[]"] == "env needs exactly one of value or secretKeyRef"
+
+
+def test_consumer_refetches_promptly_and_commits_only_by_hand() -> None:
+    """librdkafka's default 1 s fetch backoff stalled a busy step every few batches; a user's
+    `config` may still tune it, but never turn auto-commit back on."""
+    from step_runtime.step.sources import consumer_config
+
+    kafka = {**BASE["source"]["kafka"], "config": {"fetch.queue.backoff.ms": "5", "enable.auto.commit": "true"}}
+    tuned = consumer_config(parse_spec(PipelineStepSpec, spec(source={"kafka": kafka}), "t").source.kafka)
+    assert tuned["fetch.queue.backoff.ms"] == "5" and tuned["enable.auto.commit"] is False
+    default = consumer_config(parse_spec(PipelineStepSpec, spec(), "t").source.kafka)
+    assert default["fetch.queue.backoff.ms"] <= 100 and default["enable.auto.commit"] is False
