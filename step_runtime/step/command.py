@@ -132,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
     pool = None
     if src.decode_workers > 0:
         from step_runtime.step.decode_pool import DecodePool
-        pool = DecodePool(src.format, schema_path, src.decode_workers, fields)
+        pool = DecodePool(src.format, schema_path, src.decode_workers, fields, gate=gate, prepare=processor.prepare)
 
     retry = spec.retry
     runner = StepRunner(source=source, decode=decode, processor=processor, gate=gate, schemas=schemas,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,9 +20,11 @@ from step_runtime.step.alert_model import ALL_FIELDS, LSST, ZTF, Survey
 from step_runtime.step.avro.codegen import value_checker
 from step_runtime.step.avro.decoders import NO_SCHEMAS, AlertDecoder, RawDecoder, Schemas
 from step_runtime.step.errors import DecodeError
+from step_runtime.step.validate import AlertGate, Rejected, screen
 
 ALERT_FORMATS: dict[str, Survey] = {"ztf-avro": ZTF, "lsst-avro": LSST}
 Decoder = Callable[[bytes, Schemas], list[dict[str, Any]]]
+log = logging.getLogger("alertops.step")
 
 
 def survey_of(fmt: str) -> Survey | None:
@@ -113,16 +116,49 @@ def alerts_of(value: bytes, fmt: str = "ztf-avro", schemas: Schemas = NO_SCHEMAS
     return _ALERTS[fmt](value, schemas)
 
 
-def inline_decode_many(decode: Decoder) -> Callable[[list[bytes], Schemas], list[Any]]:
-    """decode_many in the step process itself: the records of each message, or its DecodeError."""
+def inline_decode_many(decode: Decoder, gate: AlertGate | None = None,
+                       prepare: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+                       ) -> Callable[[list[bytes], Schemas], list[Any]]:
+    """decode_many where it is called (the step process, or a decode worker): for each message its
+    DecodeError, or its records, each screened by the gate (validation and alert filter: a
+    `Rejected` in its place) and then, all the kept records of the call at once, made by the
+    processor's `prepare` into what its `process` needs.
+
+    Gate and prepare run here so that a decode worker does that per-alert work too and sends
+    back only what the step process needs (a few identifiers and features, not whole light
+    curves). A `prepare` that raises leaves its records as decoded: `process` prepares them again
+    in the step process, where a failing record is isolated and dead-lettered.
+    """
 
     def decode_many(values: list[bytes], schemas: Schemas = NO_SCHEMAS) -> list[Any]:
         out: list[Any] = []
         for v in values:
             try:
-                out.append(decode(v, schemas))
+                records = decode(v, schemas)
             except DecodeError as exc:
                 out.append(exc)
+                continue
+            out.append(records if gate is None else [screen(gate, r) for r in records])
+        if prepare is not None:
+            _prepare_in_place(out, prepare)
         return out
 
     return decode_many
+
+
+def _prepare_in_place(decoded: list[Any], prepare: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+    """Replace every kept record of `decoded` by what `prepare` makes of it (all in one call)."""
+    at = [(i, j) for i, recs in enumerate(decoded) if not isinstance(recs, DecodeError)
+          for j, r in enumerate(recs) if not isinstance(r, Rejected)]
+    if not at:
+        return
+    try:
+        prepared = prepare([decoded[i][j] for i, j in at])
+    except Exception as exc:  # noqa: BLE001 - process() prepares these again, record by record if need be
+        log.debug("prepare failed where decoded; the step process retries it", extra={"fields": {"error": str(exc)}})
+        return
+    if len(prepared) != len(at):  # a processor bug: process() prepares them and reports it
+        log.warning("prepare returned %d records for %d; the step process prepares them", len(prepared), len(at))
+        return
+    for (i, j), rec in zip(at, prepared):
+        decoded[i][j] = rec

@@ -3,7 +3,9 @@
 fastavro decodes a ZTF packet in about half a millisecond while holding the GIL, so one process
 cannot decode much more than 2,000 alerts/s. `DecodePool` spreads a batch over worker processes;
 each worker decodes with the projected decoder (avro.codegen), which builds only the fields the
-processor reads, so that sending the records back (pickling) costs a fraction of decoding them.
+processor reads, then screens each alert (validation, alert filter) and runs the processor's
+per-alert `prepare` (the features of each light curve): what is sent back (pickled) and left for
+the step process is a few identifiers and features per alert, not its light curve.
 
 The packets reach the workers through an arena of shared memory mapped before the workers fork:
 the step process copies a batch in once and sends only offsets, instead of pickling 60-120 MB per
@@ -36,8 +38,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from step_runtime.step.avro.decoders import Schemas
-from step_runtime.step.decode import Decoder, inline_decode_many, make_decoder
+from step_runtime.step.decode import inline_decode_many, make_decoder
 from step_runtime.step.errors import DecodeError
+from step_runtime.step.processors import Prepare
+from step_runtime.step.validate import AlertGate
 
 log = logging.getLogger("alertops.step")
 
@@ -45,7 +49,7 @@ DEFAULT_WORKER_MEMORY = 1 << 30  # what a worker may allocate beyond what it inh
 DEFAULT_ARENA = 256 << 20  # two batches in flight of up to 128 MiB each (1,000 Rubin alerts: 120 MB)
 WATCH_INTERVAL_S = 1.0  # how often a wait for results checks that the pool's workers live
 
-_decoder: Decoder | None = None
+_decode_many: Callable[[list[bytes], Schemas], list[Any]] | None = None
 _arena: mmap.mmap | None = None
 
 
@@ -76,8 +80,8 @@ def _limit_memory(allowance: int) -> None:
 
 
 def _init(fmt: str, schema_path: str | None, fields: frozenset[str] | None, memory: int,
-          arena: mmap.mmap | None) -> None:
-    global _decoder, _arena
+          arena: mmap.mmap | None, gate: AlertGate | None, prepare: Prepare | None) -> None:
+    global _decode_many, _arena
     import signal
 
     # Stopping is the step process's job: a Ctrl-C reaching the whole process group must not
@@ -86,18 +90,19 @@ def _init(fmt: str, schema_path: str | None, fields: frozenset[str] | None, memo
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
     _limit_memory(memory)
-    _arena = arena  # inherited through fork, never pickled
-    _decoder = make_decoder(fmt, Path(schema_path) if schema_path else None, fields)
+    _arena = arena  # inherited through fork, never pickled (so are the gate and the processor)
+    decoder = make_decoder(fmt, Path(schema_path) if schema_path else None, fields)
+    _decode_many = inline_decode_many(decoder, gate, prepare)
 
 
 def _decode_chunk(values: list[bytes] | list[tuple[int, int]], schemas: Schemas) -> list[Any]:
-    """Decode a chunk: its packets, or their (offset, length) spans in the shared arena."""
-    assert _decoder is not None
+    """Decode, screen and prepare a chunk: its packets, or their (offset, length) spans in the
+    shared arena."""
+    assert _decode_many is not None
     if values and isinstance(values[0], tuple):
         assert _arena is not None
-        packets = [_arena[o:o + n] for o, n in values]
-        return inline_decode_many(_decoder)(packets, schemas)
-    return inline_decode_many(_decoder)(values, schemas)  # type: ignore[arg-type]
+        return _decode_many([_arena[o:o + n] for o, n in values], schemas)
+    return _decode_many(values, schemas)  # type: ignore[arg-type]
 
 
 class _Arena:
@@ -177,12 +182,13 @@ class DecodePool:
     decoded by `workers` processes."""
 
     def __init__(self, fmt: str, schema_path: Path | None, workers: int, fields: frozenset[str] | None,
-                 memory_per_worker: int | None = None, arena_bytes: int = DEFAULT_ARENA) -> None:
+                 memory_per_worker: int | None = None, arena_bytes: int = DEFAULT_ARENA,
+                 gate: AlertGate | None = None, prepare: Prepare | None = None) -> None:
         self.workers = workers
         self.memory = memory_per_worker or worker_memory(workers)
         self.arena = _Arena(arena_bytes) if arena_bytes else None
         self.initargs = (fmt, str(schema_path) if schema_path else None, fields, self.memory,
-                         self.arena.map if self.arena else None)
+                         self.arena.map if self.arena else None, gate, prepare)
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:

@@ -28,8 +28,8 @@ from step_runtime.step.decode import Decoder, inline_decode_many
 from step_runtime.step.errors import DecodeError, SinkUnavailable
 from step_runtime.step.messages import DeadLetter, Message
 from step_runtime.step.observe import Health, StepMetrics
-from step_runtime.step.processors import Processor
-from step_runtime.step.validate import AlertGate, ValidationError
+from step_runtime.step.processors import Prepare, Processor
+from step_runtime.step.validate import AlertGate, Rejected, ValidationError
 
 log = logging.getLogger("alertops.step")
 LOOKAHEAD_POLL_MS = 50
@@ -91,9 +91,10 @@ def _nth(index: int, count: int, error: str) -> str:
 
 
 def transform(messages: list[Message], decoded: list[Any], processor: Processor,
-              gate: AlertGate | None) -> Transformed:
+              gate: AlertGate | None = None) -> Transformed:
     """Validate, filter and process a decoded batch (the records, or a DecodeError, of each message);
-    every message ends as outputs, dead letters or filtered alerts."""
+    every message ends as outputs, dead letters or filtered alerts. A record the decode stage
+    already screened is a `Rejected` or a kept record; `gate` screens the others (if given)."""
     dead: list[DeadLetter] = []
     filtered: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
@@ -103,6 +104,12 @@ def transform(messages: list[Message], decoded: list[Any], processor: Processor,
             dead.append(DeadLetter(m, "decode", str(recs)))
             continue
         for j, rec in enumerate(recs):
+            if isinstance(rec, Rejected):  # screened where it was decoded
+                if rec.filtered:
+                    filtered[rec.reason] += 1
+                else:
+                    dead.append(DeadLetter(m, "validate", _nth(j, len(recs), rec.reason)))
+                continue
             if gate is not None:
                 try:
                     reason = gate(rec)
@@ -142,11 +149,12 @@ class StepRunner:
                  decode_submit: Callable[[list[bytes], Schemas], Callable[[], list[Any]]] | None = None) -> None:
         self.source = source
         # With a decode pool, the next batch is polled and its decoding started before the
-        # current one is processed, written and committed: decoding overlaps the rest.
-        self.decode_submit = decode_submit or self._inline(decode)
+        # current one is processed, written and committed: decoding overlaps the rest. The
+        # decode stage screens each alert with the gate and runs the processor's `prepare`
+        # (a pool is built with the same gate and prepare: DecodePool(gate=, prepare=)).
+        self.decode_submit = decode_submit or self._inline(decode, gate, processor.prepare)
         self.pipelined = decode_submit is not None
         self.processor = processor
-        self.gate = gate
         self.schemas = schemas
         self.sinks = sinks
         self.dead_letters = dead_letters
@@ -166,9 +174,10 @@ class StepRunner:
         self._sink_pool = ThreadPoolExecutor(max_workers=len(sinks) + 1, thread_name_prefix="alertops-sink")
 
     @staticmethod
-    def _inline(decode: Decoder) -> Callable[[list[bytes], Schemas], Callable[[], list[Any]]]:
+    def _inline(decode: Decoder, gate: AlertGate | None,
+                prepare: Prepare | None) -> Callable[[list[bytes], Schemas], Callable[[], list[Any]]]:
         """Decoding in the step process, when the batch is processed (no decode pool)."""
-        many = inline_decode_many(decode)
+        many = inline_decode_many(decode, gate, prepare)
         return lambda values, schemas: (lambda: many(values, schemas))
 
     # -- connecting ---------------------------------------------------------------------------
@@ -307,7 +316,7 @@ class StepRunner:
             if self.pipelined:
                 # A short poll: a quiet topic must not delay this batch's commit by a full timeout.
                 ahead = self._poll(LOOKAHEAD_POLL_MS)
-            result = transform(batch.messages, batch.decoded(), self.processor, self.gate)
+            result = transform(batch.messages, batch.decoded(), self.processor)
             transformed = time.monotonic()
             if writing is not None:
                 ok, writing = self._complete(writing), None

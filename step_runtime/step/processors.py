@@ -30,6 +30,7 @@ from step_runtime.step.model import ModelError, load_pinned_model, model_feature
 from step_runtime.storage.fetch import FetchPolicy
 
 Failure = tuple[int, str]  # (index in the batch's records, error)
+Prepare = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 class Processor(Protocol):
@@ -40,6 +41,13 @@ class Processor(Protocol):
         """The alert fields it reads; None: whole records (no alert validation)."""
         ...
 
+    @property
+    def prepare(self) -> Prepare | None:
+        """Per-alert work that needs nothing but the alerts (features of each light curve), run
+        where the batch is decoded, in the decode workers when the step has them: records in, one
+        `Prepared` record out for each, holding only what `process` needs. None: nothing to do."""
+        ...
+
     def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
         """Outputs for the batch, and the records that failed (by index) with their error."""
         ...
@@ -47,6 +55,27 @@ class Processor(Protocol):
 
 # Identity columns a features message may carry, whichever survey wrote it (alert_model identity).
 MESSAGE_IDENTITY = ("survey", "oid", "candid", "diaSourceId")
+
+
+class Prepared(dict[str, Any]):
+    """A record made by a processor's `prepare` (identifiers and features, no light curve)."""
+
+
+FEATURES = "_features"  # a Prepared record's feature vector, in the model's feature order
+
+
+def prepared(records: list[dict[str, Any]], prepare: Prepare) -> list[dict[str, Any]]:
+    """`records` with those not prepared yet (decoded in the step process, or in a worker whose
+    `prepare` failed) prepared now, in their places."""
+    todo = [i for i, r in enumerate(records) if not isinstance(r, Prepared)]
+    if not todo:
+        return records
+    if len(todo) == len(records):
+        return prepare(records)
+    out = list(records)
+    for i, rec in zip(todo, prepare([records[i] for i in todo])):
+        out[i] = rec
+    return out
 
 
 def _need_survey(survey: Survey | None, what: str) -> Survey:
@@ -74,14 +103,19 @@ class FeaturesStep:
                  fetch: FetchPolicy | None = None) -> None:
         self.survey = _need_survey(survey, "features")
         self.min_detections = spec.min_detections
+        self.prepare: Prepare | None = self._prepare
 
-    def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
+    def _prepare(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each alert's output row: its identifiers and features."""
         if not records:
-            return [], []
+            return []
         cols: dict[str, Any] = dict(self.survey.identity(records))
         cols.update(features.alert_features(records, self.min_detections, self.survey.bands,
                                             _flux_survey(self.survey)))
-        return _rows(cols, len(records)), []
+        return [Prepared(row) for row in _rows(cols, len(records))]
+
+    def process(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
+        return [dict(r) for r in prepared(records, self._prepare)], []
 
 
 class ModelStep:
@@ -106,6 +140,7 @@ class ModelStep:
                                  f"{self.survey.name} alerts do not include (missing); this step produces {extra} "
                                  f"that the model does not take (extra); all it produces: {', '.join(produced)}")
         self.classes = [str(c) for c in self.model.classes_]
+        self.prepare: Prepare | None = self._prepare if self.survey is not None else None
         from threadpoolctl import ThreadpoolController
 
         # Found once (it scans the loaded libraries, ~10 ms); limiting per batch is then ~15 us.
@@ -122,12 +157,29 @@ class ModelStep:
         with self.threadpools.limit(limits=1, user_api="openmp"):
             return self.model.predict_proba(X)
 
+    def _prepare(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each alert's identifiers and the model's features (FEATURES), from its light curve."""
+        assert self.survey is not None
+        if not records:
+            return []
+        feats = features.alert_features(records, 1, self.survey.bands, _flux_survey(self.survey))
+        matrix = np.column_stack([feats[n] for n in self.features]).tolist()
+        ids = self.survey.identity(records)
+        out: list[dict[str, Any]] = []
+        for i, row in enumerate(matrix):
+            rec = Prepared({k: v[i] for k, v in ids.items()})
+            rec[FEATURES] = row
+            out.append(rec)
+        return out
+
     def _matrix(self, records: list[dict[str, Any]]) -> tuple[Any, dict[str, list[Any]], list[Failure]]:
         import pandas as pd
 
         if self.survey is not None:
-            feats = features.alert_features(records, 1, self.survey.bands, _flux_survey(self.survey))
-            return pd.DataFrame({n: feats[n] for n in self.features}), self.survey.identity(records), []
+            recs = prepared(records, self._prepare)
+            keys = [k for k in recs[0] if k != FEATURES]
+            X = pd.DataFrame([r[FEATURES] for r in recs], columns=self.features, dtype=float)
+            return X, {k: [r[k] for r in recs] for k in keys}, []
         failures: list[Failure] = []
         keys = [k for k in MESSAGE_IDENTITY if k == "oid" or any(k in r for r in records)]
         ids: dict[str, list[Any]] = {k: [] for k in keys}
@@ -193,6 +245,7 @@ class CrossmatchStep:
     """Nearest catalog object within a radius, using the shared SkyIndex (built once)."""
 
     reads = frozenset({"source.sourceId", "source.ra", "source.dec", "source.mjd"})
+    prepare = None  # one vectorised match per batch: nothing per alert to hand to the workers
 
     def __init__(self, spec: CrossmatchProcessor, base_dir: Path, survey: Survey | None,
                  fetch: FetchPolicy | None = None) -> None:
@@ -272,6 +325,7 @@ class PythonStep:
     again record by record, so only the records that fail go to the dead letter."""
 
     reads = None
+    prepare = None
 
     def __init__(self, spec: PythonProcessor, base_dir: Path, survey: Survey | None = None,
                  fetch: FetchPolicy | None = None) -> None:

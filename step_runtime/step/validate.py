@@ -10,6 +10,7 @@ alerts this step does not want.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from step_runtime.step.alert_model import Survey
@@ -87,3 +88,22 @@ class AlertGate:
             if r is None or not r >= self.min_reliability:  # no score: not shown to be real
                 return "reliability"
         return None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """What the gate made of a record it did not let through, where the batch was decoded (a
+    decode worker): `filtered` (a good alert the step leaves out, `reason` the filter) or not (an
+    invalid alert, `reason` its error: a dead letter)."""
+
+    reason: str
+    filtered: bool
+
+
+def screen(gate: AlertGate, alert: dict[str, Any]) -> dict[str, Any] | Rejected:
+    """The alert when the gate lets it through, else what it was rejected for."""
+    try:
+        reason = gate(alert)
+    except ValidationError as exc:
+        return Rejected(str(exc), filtered=False)
+    return alert if reason is None else Rejected(reason, filtered=True)

@@ -135,7 +135,7 @@ def test_pipelined_loop_with_decode_workers_outputs_every_message_once_in_order(
     gate = AlertGate(ZTF)
     processor = FeaturesStep(FeaturesProcessor(), tmp_path, ZTF)
     fields = processor.reads | gate.reads
-    pool = DecodePool("ztf-avro", None, workers=2, fields=fields)
+    pool = DecodePool("ztf-avro", None, workers=2, fields=fields, gate=gate, prepare=processor.prepare)
     sink = FileSinkWriter("out", tmp_path / "out.jsonl", "jsonl")
     runner = StepRunner(source=FileReplaySource(FileSource(path=str(ALERTS), batch_size=3), tmp_path),
                         decode=make_decoder("ztf-avro", None, fields), processor=processor, gate=gate, sinks=[sink],
@@ -183,3 +183,41 @@ def test_lsst_alerts_from_files_through_crossmatch_and_python_processors(tmp_pat
     python = PythonStep(PythonProcessor(function="stamps:sizes", path=str(tmp_path)), tmp_path)
     records = make_decoder("lsst-avro", None, None)(value, schemas)
     assert python.process(records)[0] == [{"diaSourceId": 25409136044802067, "science": 34560, "fits": "SIMPLE"}]
+
+
+def test_decode_stage_screens_and_prepares_with_the_same_outputs_as_the_step_process(tmp_path: Path) -> None:
+    """Decode workers screen each alert and run the processor's prepare; the outputs are those of
+    preparing in the step process, and a prepare that fails there leaves the records to process()."""
+    from step_runtime.spec.pipelinestep import ModelProcessor
+    from step_runtime.step.alert_model import ZTF
+    from step_runtime.step.decode import inline_decode_many, make_decoder
+    from step_runtime.step.processors import ModelStep, Prepared
+    from step_runtime.step.validate import AlertGate, Rejected
+
+    demo = ROOT / "examples" / "models" / "demo_classifier.joblib"
+    import hashlib
+    step = ModelStep(ModelProcessor(path=str(demo), sha256=hashlib.sha256(demo.read_bytes()).hexdigest(),
+                                    classifierName="demo", classifierVersion="1"), tmp_path, ZTF)
+    gate = AlertGate(ZTF)
+    assert step.prepare is not None and step.reads is not None
+    decode = make_decoder("ztf-avro", None, step.reads | gate.reads)
+    files = sorted(p for p in ALERTS.glob("*.avro"))
+    msgs = [Message(p.read_bytes(), "t", 0, i, p.name.encode(), None) for i, p in enumerate(files)]
+    values = [m.value for m in msgs]
+
+    screened = inline_decode_many(decode, gate, step.prepare)(values)
+    items = [r for recs in screened if isinstance(recs, list) for r in recs]
+    assert any(isinstance(r, Rejected) and not r.filtered for r in items)  # the demo's invalid alert
+    assert sum(isinstance(r, Prepared) for r in items) == 9
+
+    def broken(records: list) -> list:
+        raise RuntimeError("prepare failed in a worker")
+
+    unprepared = inline_decode_many(decode, gate, broken)(values)
+    assert not any(isinstance(r, Prepared) for recs in unprepared if isinstance(recs, list) for r in recs)
+    plain = transform(msgs, inline_decode_many(decode)(values), step, gate)
+    for decoded in (screened, unprepared):
+        result = transform(msgs, decoded, step)
+        assert result.outputs == plain.outputs and len(result.outputs) == 9
+        assert [(d.message.key, d.stage, d.error) for d in result.dead] == \
+            [(d.message.key, d.stage, d.error) for d in plain.dead]
