@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from step_runtime.step.sinks.jsonsafe import dumps
-from step_runtime.step.sinks.postgres import last_per_key, probability_rows, quote_table, upsert_sql
+from step_runtime.step.sinks.postgres import last_per_key, probability_columns, quote_table, upsert_sql
 
 
 def test_upsert_statement_quotes_everything() -> None:
@@ -20,18 +20,21 @@ def test_bad_identifiers_are_refused(bad: str) -> None:
         quote_table(bad)
 
 
-def test_probability_rows_explode_every_class() -> None:
+def test_probability_columns_explode_every_class_and_keep_the_last_row_per_key() -> None:
     rec = {"oid": "ZTF1", "probabilities": [
         {"classifier_name": "c", "classifier_version": "1", "class_name": "A", "probability": 0.7, "ranking": 1},
         {"classifier_name": "c", "classifier_version": "1", "class_name": "B", "probability": 0.3, "ranking": 2}]}
-    rows = probability_rows([rec], "ztf")
-    assert rows == [
-        {"oid": "ZTF1", "class_name": "A", "classifier_name": "c", "classifier_version": "1", "probability": 0.7,
-         "ranking": 1, "survey": "ztf"},
-        {"oid": "ZTF1", "class_name": "B", "classifier_name": "c", "classifier_version": "1", "probability": 0.3,
-         "ranking": 2, "survey": "ztf"}]
-    # a record that says its survey (LSST outputs do) keeps it
-    assert {r["survey"] for r in probability_rows([{**rec, "survey": "lsst"}], "ztf")} == {"lsst"}
+    assert probability_columns([rec], "ztf") == {
+        "oid": ["ZTF1", "ZTF1"], "class_name": ["A", "B"], "classifier_name": ["c", "c"],
+        "classifier_version": ["1", "1"], "probability": [0.7, 0.3], "ranking": [1, 2], "survey": ["ztf", "ztf"]}
+    # a record that says its survey (LSST outputs do) keeps it; a table without the column gets none
+    assert probability_columns([{**rec, "survey": "lsst"}], "ztf")["survey"] == ["lsst", "lsst"]
+    assert "survey" not in probability_columns([rec], "ztf", with_survey=False)
+    # the same object twice in a batch: its later probabilities win, each key once (ON CONFLICT)
+    again = {"oid": "ZTF1", "probabilities": [{**p, "probability": 1 - p["probability"]} for p in rec["probabilities"]]}
+    twice = probability_columns([rec, again], "ztf")
+    assert twice["class_name"] == ["A", "B"] and twice["probability"] == [0.30000000000000004, 0.7]
+    assert probability_columns([], "ztf")["oid"] == []
 
 
 def test_last_row_per_key_wins() -> None:

@@ -1,4 +1,5 @@
-"""PostgreSQL sink: batched INSERT ... ON CONFLICT DO UPDATE (execute_values), one transaction per batch."""
+"""PostgreSQL sink: batched INSERT ... ON CONFLICT DO UPDATE (one array per column for the probability
+table, execute_values for rows), one transaction per batch."""
 from __future__ import annotations
 
 import re
@@ -35,8 +36,8 @@ def quote_table(table: str) -> str:
     return ".".join(quote_ident(part) for part in table.split("."))
 
 
-def upsert_sql(table: str, columns: list[str], key: list[str]) -> str:
-    """INSERT ... VALUES %s ON CONFLICT (key) DO UPDATE SET non-key = EXCLUDED.non-key."""
+def upsert_sql(table: str, columns: list[str], key: list[str], values: str = "VALUES %s") -> str:
+    """INSERT ... VALUES %s (or `values`) ON CONFLICT (key) DO UPDATE SET non-key = EXCLUDED.non-key."""
     cols = ", ".join(quote_ident(c) for c in columns)
     keys = ", ".join(quote_ident(c) for c in key)
     rest = [c for c in columns if c not in key]
@@ -45,21 +46,28 @@ def upsert_sql(table: str, columns: list[str], key: list[str]) -> str:
         action = f"DO UPDATE SET {sets}"
     else:
         action = "DO NOTHING"
-    return f"INSERT INTO {quote_table(table)} ({cols}) VALUES %s ON CONFLICT ({keys}) {action}"
+    return f"INSERT INTO {quote_table(table)} ({cols}) {values} ON CONFLICT ({keys}) {action}"
 
 
-def probability_rows(records: list[dict[str, Any]], survey: str | None = None) -> list[dict[str, Any]]:
-    """Records of the model processor exploded into one row per class (the probability table);
+PROBABILITY_TYPES = {"oid": "varchar", "class_name": "varchar", "classifier_name": "varchar",
+                     "classifier_version": "varchar", "probability": "float8", "ranking": "int4", "survey": "varchar"}
+
+
+def probability_columns(records: list[dict[str, Any]], survey: str | None = None,
+                        with_survey: bool = True) -> dict[str, list[Any]]:
+    """Records of the model processor exploded into one row per class (the probability table),
+    column by column, the last row of each key winning (ON CONFLICT cannot touch a row twice);
     `survey` is the one a record without its own `survey` field came from."""
-    rows = []
+    rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     for rec in records:
+        oid, name, version = rec["oid"], rec.get("classifier_name"), rec.get("classifier_version")
+        origin = rec.get("survey", survey)
         for p in rec.get("probabilities") or [rec]:
-            rows.append({"oid": rec["oid"], "class_name": p["class_name"],
-                         "classifier_name": p.get("classifier_name", rec.get("classifier_name")),
-                         "classifier_version": p.get("classifier_version", rec.get("classifier_version")),
-                         "probability": p["probability"], "ranking": p["ranking"],
-                         "survey": rec.get("survey", survey)})
-    return rows
+            key = (oid, p["class_name"], p.get("classifier_name", name), p.get("classifier_version", version))
+            rows[key] = (*key, p["probability"], p["ranking"], origin)
+    names = PROBABILITY_COLUMNS + (["survey"] if with_survey else [])
+    values = list(zip(*rows.values())) or [()] * 7
+    return {c: list(v) for c, v in zip(names, values)}
 
 
 def last_per_key(rows: list[dict[str, Any]], key: list[str]) -> list[dict[str, Any]]:
@@ -139,8 +147,6 @@ class PostgresSinkWriter:
             raise SinkUnavailable(f"{self.name}: cannot connect to PostgreSQL: {str(exc).strip()}") from None
 
     def _columns(self, rows: list[dict[str, Any]]) -> list[str]:
-        if self.probability:
-            return PROBABILITY_COLUMNS + (["survey"] if self.has_survey else [])
         if self.spec.columns:
             return list(self.spec.columns)
         cols: list[str] = []
@@ -152,9 +158,6 @@ class PostgresSinkWriter:
 
     def _create(self, cur: Any, rows: list[dict[str, Any]], columns: list[str]) -> None:
         table = quote_table(self.spec.table)
-        if self.probability:
-            cur.execute(PROBABILITY_DDL.format(table=table))
-            return
         types = {}
         for c in columns:
             example = next((r[c] for r in rows if r.get(c) is not None), None)
@@ -167,26 +170,14 @@ class PostgresSinkWriter:
         if not records:
             return
         import psycopg2
-        from psycopg2.extras import Json, execute_values
 
-        rows = probability_rows(records, self.survey) if self.probability else records
-        rows = last_per_key(rows, self.key)
         self.open()
         try:
             with self.conn.cursor() as cur:
-                if self.spec.create_table and not self.created:
-                    self._create(cur, rows, self._columns(rows))
-                    self.created = True
-                if self.probability and self.has_survey is None:
-                    self.has_survey = _has_column(cur, self.spec.table, "survey")
-                columns = self._columns(rows)
-                missing = [k for k in self.key if k not in columns]
-                if missing:
-                    raise ValueError(f"{self.field}.key: output records have no field(s) {missing} "
-                                     f"(fields: {columns})")
-                values = [tuple(Json(v) if isinstance(v, (dict, list)) else v for v in (r.get(c) for c in columns))
-                          for r in rows]
-                execute_values(cur, upsert_sql(self.spec.table, columns, self.key), values, page_size=1000)
+                if self.probability:
+                    self._write_probabilities(cur, records)
+                else:
+                    self._write_rows(cur, records)
             self.conn.commit()
         except psycopg2.Error as exc:
             self._drop()
@@ -194,6 +185,34 @@ class PostgresSinkWriter:
                 raise SinkUnavailable(f"{self.name}: PostgreSQL write failed: {str(exc).strip()}") from None
             raise ValueError(f"{self.field}: PostgreSQL refused the batch for table {self.spec.table}: "
                              f"{str(exc).strip()}") from None
+
+    def _write_probabilities(self, cur: Any, records: list[dict[str, Any]]) -> None:
+        """One INSERT ... SELECT FROM unnest(one array per column): psycopg2 builds each array in C,
+        where execute_values formats a VALUES tuple per row in Python (five rows per alert)."""
+        if self.spec.create_table and not self.created:
+            cur.execute(PROBABILITY_DDL.format(table=quote_table(self.spec.table)))
+            self.created = True
+        if self.has_survey is None:
+            self.has_survey = _has_column(cur, self.spec.table, "survey")
+        columns = probability_columns(records, self.survey, bool(self.has_survey))
+        arrays = ", ".join(f"%s::{PROBABILITY_TYPES[c]}[]" for c in columns)
+        sql = upsert_sql(self.spec.table, list(columns), self.key, f"SELECT * FROM unnest({arrays})")
+        cur.execute(sql, list(columns.values()))
+
+    def _write_rows(self, cur: Any, rows: list[dict[str, Any]]) -> None:
+        from psycopg2.extras import Json, execute_values
+
+        rows = last_per_key(rows, self.key)
+        if self.spec.create_table and not self.created:
+            self._create(cur, rows, self._columns(rows))
+            self.created = True
+        columns = self._columns(rows)
+        missing = [k for k in self.key if k not in columns]
+        if missing:
+            raise ValueError(f"{self.field}.key: output records have no field(s) {missing} (fields: {columns})")
+        values = [tuple(Json(v) if isinstance(v, (dict, list)) else v for v in (r.get(c) for c in columns))
+                  for r in rows]
+        execute_values(cur, upsert_sql(self.spec.table, columns, self.key), values, page_size=1000)
 
     def _drop(self) -> None:
         self.has_survey = None  # asked again on the next connection: the table may have changed
