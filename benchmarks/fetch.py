@@ -26,7 +26,7 @@ import boto3
 from botocore.config import Config
 
 from step_runtime.spec.common import SecretKeyRef
-from step_runtime.spec.pipelinestep import FetchSpec, S3Access
+from step_runtime.spec.files import FetchSpec, S3Access
 from step_runtime.storage.fetch import FetchPolicy, fetch_file
 
 

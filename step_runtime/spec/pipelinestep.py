@@ -6,11 +6,21 @@ fields plus a validator that demands exactly one (the operator mirrors it as a C
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from step_runtime.spec.common import OneOf, ResourcesSpec, SecretKeyRef, SpecModel, find_secret_refs
+from step_runtime.spec.files import (
+    BYTES_QUANTITY,
+    FILE_URI,
+    HTTP_URL,
+    SHA256_HEX,
+    FetchSpec,
+    S3Access,
+    check_uri_access,
+    uri_shape,
+)
 
 KIND = "PipelineStep"
 
@@ -19,18 +29,10 @@ KIND = "PipelineStep"
 PG_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 PG_TABLE = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
 KAFKA_TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
-SHA256_HEX = r"^[0-9a-f]{64}$"
 PYTHON_FUNCTION = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
 MessageFormat = Literal["ztf-avro", "lsst-avro", "avro", "json"]
 ALERT_FORMATS = ("ztf-avro", "lsst-avro")
-HTTP_URL = r"^https?://[^\s/$.?#][^\s]*$"
-# Where a model or catalog is fetched from: an S3 object (bucket names as S3 allows them), an
-# HTTP(S) URL, or a file on a PersistentVolumeClaim (claim names are DNS subdomains).
-FILE_URI = (r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]+|https?://[^\s/$.?#][^\s]*"
-            r"|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^\s]+)$")
-# A Kubernetes quantity of bytes (1Gi, 500Mi, 2G, 1048576).
-BYTES_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|K|M|G|T)?$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
@@ -154,39 +156,6 @@ class FeaturesProcessor(SpecModel):
         "Detections a band needs before its statistics are computed; fewer gives NaN."))
 
 
-class S3Access(SpecModel):
-    """How to reach the S3-compatible object store of an s3:// URI (AWS S3, SeaweedFS, MinIO, Ceph...)."""
-
-    endpoint: str | None = Field(None, pattern=HTTP_URL, max_length=2048, description=(
-        "The store's S3 API, e.g. http://seaweedfs-s3.storage.svc:8333; absent means AWS S3 in `region`."))
-    region: str = Field("us-east-1", min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$",
-                        description="Region the request is signed for.")
-    access_key_id: SecretKeyRef | None = Field(None, description="Secret key holding the access key id.")
-    secret_access_key: SecretKeyRef | None = Field(None, description="Secret key holding the secret access key.")
-    addressing_style: Literal["path", "virtual"] = Field("path", description=(
-        "path: <endpoint>/<bucket>/<key> (SeaweedFS, MinIO, Ceph); virtual: <bucket>.<endpoint>/<key> (AWS)."))
-
-    @model_validator(mode="after")
-    def _check(self) -> "S3Access":
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError("s3 needs both accessKeyId and secretAccessKey, or neither (anonymous reads)")
-        return self
-
-
-def _uri_shape(value: object) -> object:
-    """A clear message for a URI of another scheme (the pattern alone would print itself)."""
-    if isinstance(value, str):
-        scheme, sep, _ = value.partition("://")
-        if not sep or scheme not in ("s3", "http", "https", "pvc"):
-            raise ValueError(f"expected s3://bucket/key, https://host/path or pvc://claim/path (got {value!r})")
-    return value
-
-
-def _check_uri_access(uri: str | None, s3: S3Access | None) -> None:
-    if s3 is not None and not (uri or "").startswith("s3://"):
-        raise ValueError("s3 sets how an s3:// uri is fetched: it needs uri: s3://bucket/key")
-
-
 class ModelProcessor(SpecModel):
     """A scikit-learn classifier loaded with joblib only after its sha256 matches `sha256`."""
 
@@ -210,11 +179,11 @@ class ModelProcessor(SpecModel):
         "alert: compute features from the alert with the features processor's code; "
         "message: the message already holds the named features (output of a features step)."))
 
-    _uri = field_validator("uri", mode="before")(staticmethod(_uri_shape))
+    _uri = field_validator("uri", mode="before")(staticmethod(uri_shape))
 
     @model_validator(mode="after")
     def _check(self) -> "ModelProcessor":
-        _check_uri_access(self.uri, self.s3)
+        check_uri_access(self.uri, self.s3)
         return self
 
 
@@ -223,6 +192,7 @@ class CrossmatchProcessor(SpecModel):
 
     NAME = "crossmatch"
     ONE_OF = (("catalog", "uri"),)
+    PATH_FIELD: ClassVar[str] = "catalog"  # the field naming a local file (`path` elsewhere)
 
     catalog: str | None = Field(None, min_length=1, description=(
         "Catalog file (Parquet, CSV, or CSV.bz2/.gz) in the image or a mounted volume. Exactly one of "
@@ -241,11 +211,11 @@ class CrossmatchProcessor(SpecModel):
     prefix: str = Field("xm_", max_length=32, pattern=r"^[A-Za-z0-9_]*$",
                         description="Prefix of the output columns taken from the catalog.")
 
-    _uri = field_validator("uri", mode="before")(staticmethod(_uri_shape))
+    _uri = field_validator("uri", mode="before")(staticmethod(uri_shape))
 
     @model_validator(mode="after")
     def _check(self) -> "CrossmatchProcessor":
-        _check_uri_access(self.uri, self.s3)
+        check_uri_access(self.uri, self.s3)
         return self
 
 
@@ -439,19 +409,6 @@ class RetrySpec(SpecModel):
 
     initial_backoff_ms: int = Field(200, ge=1, le=600_000, description="First wait after a failure.")
     max_backoff_ms: int = Field(10_000, ge=1, le=3_600_000, description="Longest wait between attempts.")
-
-
-class FetchSpec(SpecModel):
-    """How files given by a uri (processor.model.uri, processor.crossmatch.uri) are fetched into the pod."""
-
-    size_limit: str = Field("1Gi", pattern=BYTES_QUANTITY, description=(
-        "Most bytes the fetched files may take together (a Kubernetes quantity): the size of the emptyDir "
-        "they are fetched into; a larger object is refused before it is downloaded."))
-    timeout_seconds: int = Field(600, ge=1, le=86_400, description=(
-        "Deadline of the fetch of one file, every attempt included."))
-    attempts: int = Field(5, ge=1, le=100, description=(
-        "Attempts at a file while the store is unreachable, times out or answers 5xx (backoff 1, 2, 4... s, "
-        "at most 30 s). A missing object, refused credentials or a wrong sha256 fail at once."))
 
 
 class PvcVolumeSource(SpecModel):

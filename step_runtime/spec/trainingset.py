@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from step_runtime.spec.common import ResourcesSpec, SecretKeyRef, SpecModel, find_secret_refs
-from step_runtime.spec.pipelinestep import FILE_URI, SHA256_HEX, S3Access, _check_uri_access, _uri_shape
+from step_runtime.spec.files import FILE_URI, SHA256_HEX, S3Access, check_uri_access, uri_shape
 
 KIND = "TrainingSetBuild"
 
@@ -82,13 +82,13 @@ class TableSpec(SpecModel):
 
     ONE_OF: ClassVar[tuple[tuple[str, ...], ...]] = (("path", "query", "uri"),)
 
-    _uri = field_validator("uri", mode="before")(staticmethod(_uri_shape))
+    _uri = field_validator("uri", mode="before")(staticmethod(uri_shape))
 
     @model_validator(mode="after")
     def _check_location(self) -> "TableSpec":
         if self.query is not None and self.sha256 is not None:
             raise ValueError("sha256 pins a file (path or uri), not a query")
-        _check_uri_access(self.uri, self.s3)
+        check_uri_access(self.uri, self.s3)
         if self.uri is not None and self.uri.startswith("pvc://"):
             raise ValueError("a build reads its claim (spec.dataVolumeClaim) at /data: give path: /data/..., "
                              "not a pvc:// uri")

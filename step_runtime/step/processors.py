@@ -16,10 +16,10 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from step_runtime.spec.files import FetchSpec
 from step_runtime.spec.pipelinestep import (
     CrossmatchProcessor,
     FeaturesProcessor,
-    FetchSpec,
     ModelProcessor,
     ProcessorSpec,
     PythonProcessor,

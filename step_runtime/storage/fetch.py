@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Literal
 
 from step_runtime import __version__
 from step_runtime.spec.common import SpecError
-from step_runtime.spec.pipelinestep import CrossmatchProcessor, FetchSpec, S3Access
+from step_runtime.spec.files import FetchSpec, S3Access
 from step_runtime.step.model import file_sha256, pin_refusal
 from step_runtime.step.secrets import secret_value
 from step_runtime.storage.uri import (
@@ -101,14 +101,18 @@ def local_path(settings: FileSettings, base_dir: Path) -> Path:
 
 
 def _path_of(settings: FileSettings) -> str:
-    found = settings.catalog if isinstance(settings, CrossmatchProcessor) else settings.path
-    return found or ""
+    return getattr(settings, _local_field(settings)) or ""
+
+
+def _local_field(settings: FileSettings) -> str:
+    """The field naming a local file: `path`, or the spec's PATH_FIELD (crossmatch: `catalog`)."""
+    return str(getattr(type(settings), "PATH_FIELD", "path"))
 
 
 def _path_field(settings: FileSettings) -> str:
     if settings.uri is not None:
         return "uri"
-    return "catalog" if isinstance(settings, CrossmatchProcessor) else "path"
+    return _local_field(settings)
 
 
 def shown(settings: FileSettings, path: Path) -> str:

@@ -54,7 +54,7 @@ def secret_value(ref: SecretKeyRef) -> str:
 
 def _local_file(spec: TableSpec, base_dir: Path, field: str) -> Path:
     """The file of a table given by path or uri (fetched first, once), checked against its pin."""
-    from step_runtime.spec.pipelinestep import FetchSpec
+    from step_runtime.spec.files import FetchSpec
     from step_runtime.storage.fetch import FetchError, FetchPolicy, ensure_local, verify_in_place
 
     if spec.uri is None and spec.sha256 is None:
