@@ -79,8 +79,8 @@ class MessageSource(SpecModel):
         "schemas it references); schema id = major*100+minor."))
     batch_size: int = Field(500, ge=1, le=100_000, description="Maximum messages per batch.")
     decode_workers: int = Field(0, ge=0, le=64, description=(
-        "Worker processes decoding each batch in parallel (0: decode in the step process). "
-        "Avro decoding is the hot spot; set it to the CPUs the pod may use, minus one."))
+        "Worker processes that decode, validate and prepare (features) each batch in parallel "
+        "(0: all in the step process). Set it to the CPUs the pod may use, minus one."))
 
     def _check_encoding(self) -> None:
         if self.format == "avro" and not self.schema_path:
