@@ -29,7 +29,7 @@ from step_runtime.step.errors import DecodeError, SinkUnavailable
 from step_runtime.step.messages import DeadLetter, Message
 from step_runtime.step.observe import Health, StepMetrics
 from step_runtime.step.processors import Prepare, Processor
-from step_runtime.step.validate import AlertGate, Rejected, ValidationError
+from step_runtime.step.validate import AlertGate, Rejected
 
 log = logging.getLogger("alertops.step")
 LOOKAHEAD_POLL_MS = 50
@@ -90,11 +90,10 @@ def _nth(index: int, count: int, error: str) -> str:
     return error if count == 1 else f"record {index + 1} of {count}: {error}"
 
 
-def transform(messages: list[Message], decoded: list[Any], processor: Processor,
-              gate: AlertGate | None = None) -> Transformed:
-    """Validate, filter and process a decoded batch (the records, or a DecodeError, of each message);
-    every message ends as outputs, dead letters or filtered alerts. A record the decode stage
-    already screened is a `Rejected` or a kept record; `gate` screens the others (if given)."""
+def transform(messages: list[Message], decoded: list[Any], processor: Processor) -> Transformed:
+    """Process a decoded batch (the records, or a DecodeError, of each message, as the decode
+    stage screened them: a `Rejected` in place of each alert it refused); every message ends as
+    outputs, dead letters or filtered alerts."""
     dead: list[DeadLetter] = []
     filtered: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
@@ -104,21 +103,12 @@ def transform(messages: list[Message], decoded: list[Any], processor: Processor,
             dead.append(DeadLetter(m, "decode", str(recs)))
             continue
         for j, rec in enumerate(recs):
-            if isinstance(rec, Rejected):  # screened where it was decoded
+            if isinstance(rec, Rejected):
                 if rec.filtered:
                     filtered[rec.reason] += 1
                 else:
                     dead.append(DeadLetter(m, "validate", _nth(j, len(recs), rec.reason)))
                 continue
-            if gate is not None:
-                try:
-                    reason = gate(rec)
-                except ValidationError as exc:
-                    dead.append(DeadLetter(m, "validate", _nth(j, len(recs), str(exc))))
-                    continue
-                if reason is not None:
-                    filtered[reason] += 1
-                    continue
             records.append(rec)
             origin.append((m, j, len(recs)))
     try:

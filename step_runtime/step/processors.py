@@ -73,7 +73,7 @@ def prepared(records: list[dict[str, Any]], prepare: Prepare) -> list[dict[str, 
     if len(todo) == len(records):
         return prepare(records)
     out = list(records)
-    for i, rec in zip(todo, prepare([records[i] for i in todo])):
+    for i, rec in zip(todo, prepare([records[i] for i in todo]), strict=True):
         out[i] = rec
     return out
 

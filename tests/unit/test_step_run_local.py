@@ -90,7 +90,7 @@ def test_python_processor_dead_letters_only_the_failing_messages(tmp_path: Path)
     msgs = [Message(json.dumps({"oid": f"o{i}", "x": x}).encode(), "t", 0, i) for i, x in enumerate([1, -1, 2])]
     from step_runtime.step.decode import decode_json, inline_decode_many
     msgs.append(Message(b"not json", "t", 0, 3))
-    result = transform(msgs, inline_decode_many(decode_json)([m.value for m in msgs]), step, None)
+    result = transform(msgs, inline_decode_many(decode_json)([m.value for m in msgs]), step)
     assert result.outputs == [{"oid": "o0", "y": 6}, {"oid": "o2", "y": 12}]
     assert [(d.message.offset, d.stage) for d in result.dead] == [(3, "decode"), (1, "process")]
     assert "negative x -1" in result.dead[1].error
@@ -215,7 +215,7 @@ def test_decode_stage_screens_and_prepares_with_the_same_outputs_as_the_step_pro
 
     unprepared = inline_decode_many(decode, gate, broken)(values)
     assert not any(isinstance(r, Prepared) for recs in unprepared if isinstance(recs, list) for r in recs)
-    plain = transform(msgs, inline_decode_many(decode)(values), step, gate)
+    plain = transform(msgs, inline_decode_many(decode, gate)(values), step)  # prepared by process()
     for decoded in (screened, unprepared):
         result = transform(msgs, decoded, step)
         assert result.outputs == plain.outputs and len(result.outputs) == 9

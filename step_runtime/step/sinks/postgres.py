@@ -13,13 +13,16 @@ from step_runtime.step.secrets import secret_value
 # collides across surveys (alert_model: ZTF objectIds, decimal LSST diaObjectIds, "ss" + LSST
 # ssObjectIds); a `survey` column, which createTable adds, records where each row came from, and is
 # written whenever the table has it (an existing ALeRCE table without it takes rows as before).
+# Its column types serve both the table createTable makes and the typed arrays a batch is sent in.
+PROBABILITY_TYPES = {"oid": "varchar", "class_name": "varchar", "classifier_name": "varchar",
+                     "classifier_version": "varchar", "probability": "double precision", "ranking": "integer",
+                     "survey": "varchar"}
 PROBABILITY_KEY = ["oid", "class_name", "classifier_name", "classifier_version"]
-PROBABILITY_COLUMNS = [*PROBABILITY_KEY, "probability", "ranking"]
-PROBABILITY_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    oid varchar NOT NULL, class_name varchar NOT NULL, classifier_name varchar NOT NULL,
-    classifier_version varchar NOT NULL, probability double precision NOT NULL,
-    ranking integer NOT NULL, survey varchar,
-    PRIMARY KEY (oid, class_name, classifier_name, classifier_version))"""
+PROBABILITY_COLUMNS = [*PROBABILITY_KEY, "probability", "ranking"]  # NOT NULL; survey may be null
+PROBABILITY_DDL = ("CREATE TABLE IF NOT EXISTS {table} ("
+                   + ", ".join(f"{c} {t}" + (" NOT NULL" if c in PROBABILITY_COLUMNS else "")
+                               for c, t in PROBABILITY_TYPES.items())
+                   + f", PRIMARY KEY ({', '.join(PROBABILITY_KEY)}))")
 
 
 def quote_ident(name: str) -> str:
@@ -49,10 +52,6 @@ def upsert_sql(table: str, columns: list[str], key: list[str], values: str = "VA
     return f"INSERT INTO {quote_table(table)} ({cols}) {values} ON CONFLICT ({keys}) {action}"
 
 
-PROBABILITY_TYPES = {"oid": "varchar", "class_name": "varchar", "classifier_name": "varchar",
-                     "classifier_version": "varchar", "probability": "float8", "ranking": "int4", "survey": "varchar"}
-
-
 def probability_columns(records: list[dict[str, Any]], survey: str | None = None,
                         with_survey: bool = True) -> dict[str, list[Any]]:
     """Records of the model processor exploded into one row per class (the probability table),
@@ -66,8 +65,8 @@ def probability_columns(records: list[dict[str, Any]], survey: str | None = None
             key = (oid, p["class_name"], p.get("classifier_name", name), p.get("classifier_version", version))
             rows[key] = (*key, p["probability"], p["ranking"], origin)
     names = PROBABILITY_COLUMNS + (["survey"] if with_survey else [])
-    values = list(zip(*rows.values())) or [()] * 7
-    return {c: list(v) for c, v in zip(names, values)}
+    columns = list(zip(*rows.values())) if rows else [()] * len(PROBABILITY_TYPES)
+    return {c: list(v) for c, v in zip(names, columns)}
 
 
 def last_per_key(rows: list[dict[str, Any]], key: list[str]) -> list[dict[str, Any]]:
