@@ -16,7 +16,7 @@ PART_OF = "alertops"
 ANNOTATION_PREFIX = "alertops.io"
 CONFIG_HASH_ANNOTATION = f"{ANNOTATION_PREFIX}/config-hash"
 CONFIG_DIR = "/etc/alertops"
-STEP_CONFIG_FILE = "step.yaml"  # a PipelineStep's runtime manifest in its ConfigMap, read by run and fetch
+STEP_CONFIG_FILE = "step.yaml"  # a PipelineStep's runtime manifest in CONFIG_DIR, read by run and fetch
 HTTP_PORT = 8080
 RUNTIME_UID = 10001
 TERMINATION_LOG = "/dev/termination-log"
@@ -87,7 +87,7 @@ def config_hash(spec: BaseModel, exclude: tuple[str, ...] = ("replicas", "suspen
 
 
 def runtime_manifest(resource: dict[str, Any], spec: BaseModel) -> dict[str, Any]:
-    """The manifest the runtime reads from the ConfigMap: the resource minus status and noise."""
+    """The manifest the runtime reads from CONFIG_DIR: the resource minus status and noise."""
     meta = resource["metadata"]
     return {
         "apiVersion": resource["apiVersion"],
@@ -139,16 +139,22 @@ def child_metadata(name: str, namespace: str, labels: dict[str, str], owner: dic
     }
 
 
-def config_map(name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any],
-               file_name: str, manifest: dict[str, Any], digest: str) -> dict[str, Any]:
-    """A ConfigMap holding the runtime's manifest as one YAML file (no secrets: only references)."""
+def runtime_manifest_yaml(resource: dict[str, Any], spec: BaseModel) -> str:
+    """`runtime_manifest` as the YAML file the runtime reads (no secrets: only references)."""
     import yaml
 
+    text: str = yaml.safe_dump(runtime_manifest(resource, spec), sort_keys=False)
+    return text
+
+
+def config_map(name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any],
+               file_name: str, content: str, digest: str) -> dict[str, Any]:
+    """A ConfigMap holding the runtime's manifest as one YAML file."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": child_metadata(name, namespace, labels, owner, digest),
-        "data": {file_name: yaml.safe_dump(manifest, sort_keys=False)},
+        "data": {file_name: content},
     }
 
 

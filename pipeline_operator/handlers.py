@@ -26,6 +26,7 @@ from pipeline_operator.children import ANNOTATION_PREFIX, MANAGED_BY, RenderSett
 from pipeline_operator.publish import publish
 from pipeline_operator.reconcile import Outcome
 from pipeline_operator.render_pipelinestep import COMPONENT as STEP_COMPONENT
+from pipeline_operator.render_pipelinestep import MANIFEST_ANNOTATION as STEP_MANIFEST_ANNOTATION
 from pipeline_operator.render_trainingset import COMPONENT as BUILD_COMPONENT
 from pipeline_operator.resync import Freshness
 from pipeline_operator.selector import LabelFilter
@@ -57,11 +58,14 @@ _QUIET_WAKE_UPS = _QuietWakeUps()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """All kopf settings in one place (a startup handler)."""
     logging.getLogger("kopf.objects").addFilter(_QUIET_WAKE_UPS)  # adding twice keeps one
-    # kopf's bookkeeping lives in annotations under our prefix, never in .status.
+    # kopf's bookkeeping (the spec last handled, a retried handler's progress) lives in
+    # status.kopf, next to what the handler reports: kopf then writes both in one request to
+    # the status subresource. In annotations it took a second request per create or update
+    # (kopf patches an object and its status separately), a fifth of the API requests of
+    # 1,000 steps created at once.
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field=f"status.{periodic.KOPF}.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field=f"status.{periodic.KOPF}.{periodic.HANDLED}")
     # Ask the server to end each watch after 5 minutes and give up on a silent connection a
     # little later: a stale watch (a proxy dropped it without closing) is re-established.
     settings.watching.server_timeout = 300
@@ -92,10 +96,11 @@ _STATUS_KEPT = {
     "Pod": ("phase", "conditions", "containerStatuses", "initContainerStatuses"),
 }
 _CONTAINER_KEPT = ("name", "image", "ready", "restartCount", "state", "lastState")
-# Annotations whose values the operator never reads: a copy of the spec each (kubectl's and
-# kopf's); kopf's is kept as a marker, since the periodic check asks whether it is there.
+# Copies of the spec the operator never reads: kubectl's annotation, and kopf's status field,
+# which is kept as a marker, since the periodic check asks whether it is there.
 _BULKY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
-_MARKED_ANNOTATIONS = (periodic.HANDLED,)
+# A step pod's copy of its runtime manifest: status derivation never reads it.
+_BULKY_CHILD_ANNOTATIONS = (STEP_MANIFEST_ANNOTATION,)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
@@ -107,9 +112,9 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     annotations = meta.get("annotations") or {}
     for key in _BULKY_ANNOTATIONS:
         annotations.pop(key, None)
-    for key in _MARKED_ANNOTATIONS:
-        if key in annotations:
-            annotations[key] = ""
+    kopf_status = (data.get("status") or {}).get(periodic.KOPF) or {}
+    if periodic.HANDLED in kopf_status:
+        kopf_status[periodic.HANDLED] = ""
     return data
 
 
@@ -123,8 +128,12 @@ def _trim(body: kopf.Body) -> dict[str, Any]:
     for key in ("containerStatuses", "initContainerStatuses"):
         if key in status:
             status[key] = [{k: c[k] for k in _CONTAINER_KEPT if k in c} for c in status[key]]
+    kept_meta = {k: meta.get(k) for k in _CHILD_META}
+    if kept_meta["annotations"]:
+        kept_meta["annotations"] = {k: v for k, v in kept_meta["annotations"].items()
+                                    if k not in _BULKY_CHILD_ANNOTATIONS}
     trimmed: dict[str, Any] = json.loads(json.dumps({
-        "metadata": {k: meta.get(k) for k in _CHILD_META},
+        "metadata": kept_meta,
         "spec": {k: body.get("spec", {}).get(k) for k in ("replicas", "suspend", "completions")},
         "status": status,
     }))

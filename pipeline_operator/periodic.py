@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import kopf
 
 from pipeline_operator import kube, reconcile
-from pipeline_operator.children import ANNOTATION_PREFIX, MANAGED_BY, RenderSettings, label_value
+from pipeline_operator.children import MANAGED_BY, RenderSettings, label_value
 from pipeline_operator.metrics import CHECK_ROUNDS
 from pipeline_operator.publish import publish
 from pipeline_operator.reconcile import Outcome
@@ -83,8 +83,9 @@ def shadowed(steps: kopf.Index[Any, Any], resource: dict[str, Any], freshness: F
 
 Work = Callable[[], Outcome]
 Fingerprint = tuple[Any, ...]
-# kopf writes this annotation once a create/update/resume handler has succeeded.
-HANDLED = f"{ANNOTATION_PREFIX}/last-handled-configuration"
+# kopf writes status.kopf.last-handled-configuration once a create/update/resume handler has
+# succeeded.
+KOPF, HANDLED = "kopf", "last-handled-configuration"
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def round_work(ix: Indexes, settings: RenderSettings, quiet: dict[tuple[str, str
         for namespace, name in list(index.keys()):
             resource = _latest(index, (namespace, name), fresh)
             meta = (resource or {}).get("metadata") or {}
-            if resource is not None and not meta.get("deletionTimestamp") and HANDLED in (meta.get("annotations") or {}):
+            if resource is not None and not meta.get("deletionTimestamp") and HANDLED in ((resource.get("status") or {}).get(KOPF) or {}):
                 live.add(_key(resource))
                 yield namespace, name, resource
 

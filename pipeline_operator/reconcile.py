@@ -115,7 +115,7 @@ def _step_facts(resource: dict[str, Any], rendered: render_pipelinestep.Rendered
 
 def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: RenderSettings,
                shadowed: dict[str, Any] | None = None) -> Outcome:
-    """Render and server-side-apply a PipelineStep's ConfigMap and Deployment; derive status.
+    """Render and server-side-apply a PipelineStep's Deployment; derive status.
 
     `shadowed` is the step named by spec.shadowOf as last seen: a shadow that would write where
     it writes is not applied (see `shadow.shadow_refusal`).
@@ -135,7 +135,7 @@ def apply_step(resource: dict[str, Any], pods: list[dict[str, Any]], settings: R
             fields, verdict = pipelinestep_status(_step_facts(resource, rendered, refusal), None, pods)
             return _finish(STEP, resource, fields, verdict)
         try:
-            applied = execute([Apply(rendered.config_map), Apply(rendered.deployment)])
+            applied = execute([Apply(rendered.deployment)])
         except kube.KubeError as err:
             RECONCILES.labels(STEP, "error").inc()
             error = _api_error(STEP, err)

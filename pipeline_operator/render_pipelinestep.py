@@ -1,10 +1,18 @@
-"""PipelineStep -> ConfigMap + Deployment, as pure functions (resource dict in, manifests out)."""
+"""PipelineStep -> Deployment, as pure functions (resource dict in, manifest out).
+
+The runtime's manifest rides on the pod template, in the annotation `alertops.io/step.yaml`,
+and a downward-API volume shows it to the container as /etc/alertops/step.yaml. A step is then
+one object to apply, not two: at 1,000 steps created at once, every request per step is 40 s of
+the API server's time on this project's test machine (a ConfigMap per step was 20% of them).
+A TrainingSetBuild keeps its ConfigMap: its partition and merge Jobs share it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline_operator.children import (
+    ANNOTATION_PREFIX,
     CONFIG_DIR,
     CONFIG_HASH_ANNOTATION,
     HTTP_PORT,
@@ -14,12 +22,10 @@ from pipeline_operator.children import (
     child_metadata,
     common_labels,
     config_hash,
-    config_map,
-    config_volume,
     container_security_context,
     owner_reference,
     pod_security_context,
-    runtime_manifest,
+    runtime_manifest_yaml,
     secret_env,
     selector_labels,
     selector_string,
@@ -33,6 +39,7 @@ from step_runtime.spec.pipelinestep import PipelineStepSpec
 APP = "alertops-step"
 COMPONENT = "pipelinestep"
 CONTAINER = "step"
+MANIFEST_ANNOTATION = f"{ANNOTATION_PREFIX}/{STEP_CONFIG_FILE}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,6 @@ class RenderedStep:
 
     suspend: bool
     config_hash: str
-    config_map: dict[str, Any]
     deployment: dict[str, Any]
     selector: str
     processor: str
@@ -57,15 +63,10 @@ def parse(resource: dict[str, Any]) -> PipelineStepSpec:
     return parse_spec(PipelineStepSpec, resource.get("spec") or {}, source)
 
 
-def config_map_name(name: str) -> str:
-    """Name of the ConfigMap of PipelineStep `name`."""
-    return f"{name}-config"
-
-
 def with_image(spec: PipelineStepSpec, settings: RenderSettings) -> PipelineStepSpec:
     """The spec with its image resolved: unset means the operator's `--default-image`.
 
-    The effective image goes into the ConfigMap and the config hash, so a step that leaves
+    The effective image goes into the runtime's manifest and the config hash, so a step that leaves
     `image` unset renders exactly like one that names the default image (an operator upgrade
     rolls no pod), and a new `--default-image` rolls the steps that follow it.
     """
@@ -75,15 +76,13 @@ def with_image(spec: PipelineStepSpec, settings: RenderSettings) -> PipelineStep
 
 
 def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()) -> RenderedStep:
-    """Render the ConfigMap and Deployment of a PipelineStep resource."""
+    """Render the Deployment of a PipelineStep resource."""
     spec = with_image(parse(resource), settings)
     meta = resource["metadata"]
     name, namespace = meta["name"], meta.get("namespace", "default")
     digest = config_hash(spec)
     labels = common_labels(APP, name, COMPONENT, meta.get("labels"))
     owner = owner_reference(resource)
-    cm = config_map(config_map_name(name), namespace, labels, owner, STEP_CONFIG_FILE,
-                    runtime_manifest(resource, spec), digest)
     replicas = 0 if spec.suspend else spec.replicas
     selector = selector_labels(APP, name)
     deployment = {
@@ -101,17 +100,18 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
                     "labels": labels,
                     "annotations": {
                         CONFIG_HASH_ANNOTATION: digest,
+                        MANIFEST_ANNOTATION: runtime_manifest_yaml(resource, spec),
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(HTTP_PORT),
                         "prometheus.io/path": "/metrics",
                         **model_annotations(spec),
                     },
                 },
-                "spec": pod_spec(spec, config_map_name(name), settings),
+                "spec": pod_spec(spec, settings),
             },
         },
     }
-    return RenderedStep(suspend=spec.suspend, config_hash=digest, config_map=cm, deployment=deployment,
+    return RenderedStep(suspend=spec.suspend, config_hash=digest, deployment=deployment,
                         selector=selector_string(selector), processor=spec.processor.kind(),
                         desired_replicas=replicas, footprint=footprint(spec))
 
@@ -131,7 +131,7 @@ def container_env(spec: PipelineStepSpec) -> list[dict[str, Any]]:
     return env
 
 
-def pod_spec(spec: PipelineStepSpec, cm_name: str, settings: RenderSettings) -> dict[str, Any]:
+def pod_spec(spec: PipelineStepSpec, settings: RenderSettings) -> dict[str, Any]:
     """The pod of a step: `alertops run` on the mounted manifest, probed on its HTTP port."""
     resources = {k: v for k, v in (("requests", spec.resources.requests), ("limits", spec.resources.limits)) if v}
     image = spec.image or settings.default_image
@@ -166,9 +166,23 @@ def pod_spec(spec: PipelineStepSpec, cm_name: str, settings: RenderSettings) -> 
                 *step_mounts(spec),
             ],
         }],
-        "volumes": [config_volume(cm_name), {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}, *file_volumes(spec)],
+        "volumes": [manifest_volume(), {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}, *file_volumes(spec)],
     }
     init = fetch_init_containers(spec, image, settings.image_pull_policy, resources)
     if init:
         pod["initContainers"] = init
     return pod
+
+
+def manifest_volume() -> dict[str, Any]:
+    """The volume that shows the pod's MANIFEST_ANNOTATION as the file STEP_CONFIG_FILE."""
+    return {"name": "config", "downwardAPI": {"items": [{
+        "path": STEP_CONFIG_FILE,
+        "fieldRef": {"fieldPath": f"metadata.annotations['{MANIFEST_ANNOTATION}']"},
+    }]}}
+
+
+def manifest_text(deployment: dict[str, Any]) -> str:
+    """The runtime manifest a step's Deployment carries (what its pods read as STEP_CONFIG_FILE)."""
+    text: str = deployment["spec"]["template"]["metadata"]["annotations"][MANIFEST_ANNOTATION]
+    return text

@@ -27,7 +27,7 @@ from pipeline_operator.children import (
     container_security_context,
     owner_reference,
     pod_security_context,
-    runtime_manifest,
+    runtime_manifest_yaml,
     secret_env,
 )
 from step_runtime.spec.common import parse_spec
@@ -78,7 +78,7 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
     labels = common_labels(APP, name, COMPONENT, meta.get("labels"))
     owner = owner_reference(resource)
     cm_name = f"{name}-config"
-    cm = config_map(cm_name, namespace, labels, owner, CONFIG_FILE, runtime_manifest(resource, spec), digest)
+    cm = config_map(cm_name, namespace, labels, owner, CONFIG_FILE, runtime_manifest_yaml(resource, spec), digest)
     image = spec.image or settings.default_image
     claim = spec.data_volume_claim
     partitions = spec.parallelism

@@ -11,11 +11,16 @@ cannot be written (the API server would prune it without a word).
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from step_runtime.spec.common import SpecModel
+
+KOPF_DESCRIPTION = (
+    "The operator framework's (kopf's) bookkeeping: `last-handled-configuration`, the spec last "
+    "handled as JSON, which tells an edit from a replay after a restart; `progress`, of a handler "
+    "being retried. In the status, so that the write that reports a reconcile records them too.")
 
 ConditionType = Literal["Ready", "Reconciling", "Stalled"]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -73,6 +78,7 @@ class PipelineStepStatus(SpecModel):
     models: list[ReadyModel] = Field(default_factory=list, description=(
         "Each model that ready pods run, with how many (a rollout shows the old and the new one)."))
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciling and Stalled.")
+    kopf: dict[str, Any] | None = Field(default=None, description=KOPF_DESCRIPTION)
 
 
 class CatalogResult(SpecModel):
@@ -107,3 +113,4 @@ class TrainingSetBuildStatus(SpecModel):
     config_hash: str | None = Field(default=None, description="Hash of the rendered config.")
     last_error: str | None = Field(default=None, description="The last error a user can act on, if any.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciling and Stalled.")
+    kopf: dict[str, Any] | None = Field(default=None, description=KOPF_DESCRIPTION)

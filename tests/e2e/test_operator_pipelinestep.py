@@ -33,8 +33,9 @@ def test_example_becomes_a_ready_deployment(kubectl: Kubectl, operator: Operator
         "name": "alerts-postgres", "key": "dsn"}
     owner = dep["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "PipelineStep" and owner["controller"] is True
-    cm = kubectl.get("configmap", "ztf-features-config", namespace)
-    assert cm and "kind: PipelineStep" in cm["data"]["step.yaml"]
+    # The manifest rides on the pod template: the Deployment is the step's only child.
+    assert "kind: PipelineStep" in dep["spec"]["template"]["metadata"]["annotations"]["alertops.io/step.yaml"]
+    assert kubectl.get("configmap", "ztf-features-config", namespace) is None
 
     kubectl.run("wait", "--for=condition=Ready", "pipelinestep/ztf-features", "-n", namespace,
                 "--timeout=120s", timeout=150)
@@ -42,6 +43,9 @@ def test_example_becomes_a_ready_deployment(kubectl: Kubectl, operator: Operator
     assert step["status"]["phase"] == "Running" and step["status"]["readyReplicas"] == 2
     assert step["status"]["selector"] == ("app.kubernetes.io/instance=ztf-features,"
                                           "app.kubernetes.io/name=alertops-step")
+    # kopf's diff base is in the status (written with it), not in an annotation.
+    assert json.loads(step["status"]["kopf"]["last-handled-configuration"])["spec"]["replicas"] == 2
+    assert not any(k.startswith("alertops.io/") for k in step["metadata"].get("annotations", {}))
 
     table = kubectl.run("get", "pipelinesteps", "-n", namespace).stdout
     header = table.splitlines()[0].split()
@@ -80,8 +84,7 @@ def test_scale_edit_suspend_delete(kubectl: Kubectl, operator: OperatorProcess, 
                    60, "a new config hash on the pod template")
     step = wait_for(lambda: _ready(kubectl, namespace, "lifecycle"), 120, "Ready after the roll")
     assert step["status"]["configHash"] == dep["spec"]["template"]["metadata"]["annotations"][HASH]
-    cm = kubectl.get("configmap", "lifecycle-config", namespace)
-    assert "radiusArcsec: 2.5" in cm["data"]["step.yaml"]
+    assert "radiusArcsec: 2.5" in dep["spec"]["template"]["metadata"]["annotations"]["alertops.io/step.yaml"]
 
     # suspend scales to 0 and says so.
     kubectl.run("patch", "pipelinestep", "lifecycle", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
@@ -92,8 +95,7 @@ def test_scale_edit_suspend_delete(kubectl: Kubectl, operator: OperatorProcess, 
 
     # Deleting the resource removes its children (ownerReferences + garbage collector).
     kubectl.run("delete", "pipelinestep", "lifecycle", "-n", namespace, "--timeout=60s", timeout=90)
-    wait_for(lambda: _deployment(kubectl, namespace, "lifecycle") is None
-             and kubectl.get("configmap", "lifecycle-config", namespace) is None, 90, "children garbage-collected")
+    wait_for(lambda: _deployment(kubectl, namespace, "lifecycle") is None, 90, "the Deployment garbage-collected")
 
 
 def test_drifted_or_deleted_child_is_restored(kubectl: Kubectl, operator: OperatorProcess, namespace: str):
@@ -172,4 +174,3 @@ def test_selector_leaves_other_resources_alone(kubectl: Kubectl, operator: Opera
     theirs = kubectl.get("pipelinestep", "theirs", namespace)
     assert theirs is not None and "status" not in theirs, theirs.get("status")
     assert _deployment(kubectl, namespace, "theirs") is None
-    assert kubectl.get("configmap", "theirs-config", namespace) is None

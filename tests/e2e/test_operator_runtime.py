@@ -1,9 +1,9 @@
 """kwok pods run no containers, so this test proves the rendered pod would work: it reads back
-the pod template the operator created (command, env with the Secrets resolved, the mounted
-ConfigMap) and runs `alertops run` as a local process exactly so, against the real Kafka,
+the pod template the operator created (command, env with the Secrets resolved, the manifest
+mounted from the template's annotation) and runs `alertops run` as a local process exactly so, against the real Kafka,
 PostgreSQL and MongoDB-wire server, and sees real ZTF alerts arrive in the databases.
 
-The only liberties: the ConfigMap mount point /etc/alertops becomes a temporary folder, the
+The only liberties: the mount point /etc/alertops becomes a temporary folder, the
 HTTP port (a pod-local detail) a free port, and `alertops` the venv's executable.
 """
 from __future__ import annotations
@@ -102,6 +102,17 @@ def _resolve_env(kubectl: Kubectl, namespace: str, env: list[dict]) -> dict[str,
     return out
 
 
+def _downward_api_files(volume: dict, pod_meta: dict) -> dict[str, str]:
+    """The files a downwardAPI volume of annotations shows a pod, as kubelet writes them."""
+    files = {}
+    for item in volume["items"]:
+        field = item["fieldRef"]["fieldPath"]
+        prefix = "metadata.annotations['"
+        assert field.startswith(prefix) and field.endswith("']"), f"unsupported fieldPath {field}"
+        files[item["path"]] = pod_meta["annotations"][field[len(prefix):-2]]
+    return files
+
+
 def _run_rendered_pod(kubectl: Kubectl, namespace: str, name: str, group: str, topic: str, n_messages: int,
                       kafka_bootstrap: str, tmp_path: Path) -> str:
     """Run the Deployment's pod template of step `name` locally until every message is
@@ -114,13 +125,12 @@ def _run_rendered_pod(kubectl: Kubectl, namespace: str, name: str, group: str, t
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     config_dir = mounts["config"]
-    cm_name = volumes["config"]["configMap"]["name"]
-    cm = kubectl.get("configmap", cm_name, namespace)
     local_config = tmp_path / "etc-alertops"
     local_config.mkdir()
-    for key, text in cm["data"].items():
-        (local_config / key).write_text(text)
-    assert "secret" not in cm["data"]["step.yaml"].lower().replace("secretkeyref", "")
+    files = _downward_api_files(volumes["config"]["downwardAPI"], dep["spec"]["template"]["metadata"])
+    for path, text in files.items():
+        (local_config / path).write_text(text)
+    assert "secret" not in files["step.yaml"].lower().replace("secretkeyref", "")
     env = _resolve_env(kubectl, namespace, container["env"])
     env["ALERTOPS_HTTP_PORT"] = str(free_port())
     command = [c.replace(config_dir, str(local_config)) for c in container["command"] + container.get("args", [])]

@@ -1,5 +1,5 @@
 """A PipelineStep as a real pod on the real node: the image built from the Dockerfile, the pod as
-the operator renders it (read-only root, uid 10001, no capabilities, the ConfigMap mount, the
+the operator renders it (read-only root, uid 10001, no capabilities, the manifest mount, the
 Secret env, the probes), consuming the real Kafka and writing the real PostgreSQL.
 
 The pods reach the test services at the very addresses the tests use (127.0.0.1:<port>): the real
@@ -239,7 +239,8 @@ def test_step_pod_runs_as_rendered(kubectl: Kubectl, realnode: RealNode, operato
     assert status["Seccomp"].strip() == "2", "no seccomp filter (RuntimeDefault)"
     code, out = sh("alertops --help")
     assert code == 0 and "run" in out and "build" in out
-    # The ConfigMap is mounted read-only; the Secret reaches the process as an env var only.
+    # The manifest (the pod template's annotation, through the downward API) is mounted
+    # read-only; the Secret reaches the process as an env var only.
     code, out = sh("cat /etc/alertops/step.yaml")
     assert code == 0 and yaml.safe_load(out)["metadata"]["name"] == name
     assert postgres_dsn not in out and sh("touch /etc/alertops/x")[0] != 0
@@ -281,8 +282,10 @@ def test_scale_splits_partitions_and_spec_change_rolls(kubectl: Kubectl, realnod
     old = {p["metadata"]["uid"] for p in two}
     kubectl.apply(step_manifest(name, realnode.image, kafka_bootstrap, topic, table,
                                 f"real-scale-dead-{suffix}", batch_size=7, replicas=2), ns)
-    wait_for(lambda: ready_pods(kubectl, ns, name, 2, uids_not=old), 360, "two new pods Ready after the spec change")
+    new = wait_for(lambda: ready_pods(kubectl, ns, name, 2, uids_not=old), 360, "two new pods Ready after the spec change")
     dep = kubectl.get("deployment", name, ns)
     assert dep["spec"]["replicas"] == 2
-    assert yaml.safe_load(kubectl.get("configmap", f"{name}-config", ns)["data"]["step.yaml"]
-                          )["spec"]["source"]["kafka"]["batchSize"] == 7
+    for pod in new:  # each new pod reads the new manifest
+        text = kubectl.run("exec", "-n", ns, pod["metadata"]["name"], "-c", "step", "--",
+                           "cat", "/etc/alertops/step.yaml").stdout
+        assert yaml.safe_load(text)["spec"]["source"]["kafka"]["batchSize"] == 7

@@ -37,17 +37,26 @@ def test_ports_default_and_override():
     assert parse("--liveness-port", "0").liveness_port == 0
 
 
-def test_startup_settings_keep_kopf_out_of_status():
+def test_startup_settings_keep_kopfs_bookkeeping_in_a_status_field_the_crds_declare():
     from pipeline_operator import handlers
+    from pipeline_operator.crdgen import build_crd
+    from pipeline_operator.crds import DEFINITIONS
 
     settings = kopf.OperatorSettings()
     memo = kopf.Memo()
     handlers.configure(settings=settings, memo=memo)
     assert settings.persistence.finalizer == "alertops.io/finalizer"
-    assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
-    assert settings.persistence.progress_storage.prefix == "alertops.io"
-    assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
-    assert settings.persistence.diffbase_storage.prefix == "alertops.io"
+    # In the status, so that one request writes it with the status; declared in both CRDs,
+    # or the API server would prune it and kopf would handle every resource again and again.
+    assert isinstance(settings.persistence.progress_storage, kopf.StatusProgressStorage)
+    assert settings.persistence.progress_storage.field == ("status", "kopf", "progress")
+    assert isinstance(settings.persistence.diffbase_storage, kopf.StatusDiffBaseStorage)
+    assert settings.persistence.diffbase_storage.field == ("status", "kopf", "last-handled-configuration")
+    assert {d.kind for d in DEFINITIONS} == {"PipelineStep", "TrainingSetBuild"}
+    for definition in DEFINITIONS:
+        status = build_crd(definition)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+        kopf_schema = status["properties"]["kopf"]
+        assert kopf_schema["type"] == "object" and kopf_schema["x-kubernetes-preserve-unknown-fields"] is True
     assert settings.watching.server_timeout and settings.watching.client_timeout > settings.watching.server_timeout
     assert settings.posting.loggers is False and settings.posting.level == logging.INFO
     assert memo["render_settings"].default_image

@@ -171,6 +171,15 @@ def test_status_update_is_none_when_nothing_changed():
     assert second is not None and not phase_changed(first, second)
 
 
+def test_a_new_resource_going_pending_posts_no_event_but_its_next_move_does():
+    pending = status_update({}, PipelineStepStatus(phase="Pending"), Verdict("reconciling", "Creating", "m"), 1, "T1")
+    assert pending is not None and not phase_changed({}, pending) and not phase_changed(None, pending)
+    failed = status_update({}, PipelineStepStatus(phase="Failed"), Verdict("stalled", "InvalidSpec", "m"), 1, "T1")
+    assert failed is not None and phase_changed({}, failed)
+    running = status_update(pending, PipelineStepStatus(phase="Running"), Verdict("ready", "Running", "1/1"), 1, "T2")
+    assert running is not None and phase_changed(pending, running)
+
+
 # ------------------------------------------------------------------------------------------
 
 BUILD = BuildFacts(generation=1, config_hash="h", partitions=3, main_job_name="b-partition-h",

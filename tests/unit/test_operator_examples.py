@@ -26,7 +26,7 @@ def test_there_are_examples():
 @pytest.mark.parametrize("path", STEPS, ids=lambda p: p.name)
 def test_pipelinestep_example_renders(path):
     rendered = render_pipelinestep.render(_resource(path, "PipelineStep"))
-    assert rendered.config_map["data"]["step.yaml"]
+    assert render_pipelinestep.manifest_text(rendered.deployment)
     assert rendered.deployment["spec"]["template"]["spec"]["containers"][0]["command"][1] == "run"
 
 

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 from pipeline_operator import render_pipelinestep
 from pipeline_operator.children import CONFIG_HASH_ANNOTATION, RenderSettings
-from pipeline_operator.periodic import HANDLED, Indexes, round_work
+from pipeline_operator.periodic import HANDLED, KOPF, Indexes, round_work
 from pipeline_operator.resync import Freshness
 
 SETTINGS = RenderSettings()
 
 
 def step(name: str, handled: bool = True, version: str = "1") -> dict:
-    annotations = {HANDLED: "{}"} if handled else {}
+    status = {KOPF: {HANDLED: "{}"}} if handled else {}
     return {"apiVersion": "alertops.io/v1alpha1", "kind": "PipelineStep",
             "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1,
-                         "resourceVersion": version, "annotations": annotations},
+                         "resourceVersion": version},
             "spec": {"source": {"files": {"path": "/in"}}, "processor": {"features": {}},
-                     "sinks": [{"file": {"path": "/out.parquet"}}]}}
+                     "sinks": [{"file": {"path": "/out.parquet"}}]},
+            "status": status}
 
 
 def deployment_of(resource: dict, version: str = "7") -> dict:

@@ -47,7 +47,10 @@ def test_deployment_runs_the_mounted_manifest():
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts["/etc/alertops"]["readOnly"] is True and "/tmp" in mounts
     volumes = {v["name"]: v for v in r.deployment["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["config"]["configMap"]["name"] == "xmatch-config"
+    # The manifest rides on the pod template and reaches the container as the mounted file.
+    assert volumes["config"]["downwardAPI"]["items"] == [{
+        "path": "step.yaml", "fieldRef": {"fieldPath": "metadata.annotations['alertops.io/step.yaml']"}}]
+    assert yaml.safe_load(render_pipelinestep.manifest_text(r.deployment))["kind"] == "PipelineStep"
     assert "emptyDir" in volumes["tmp"]
     assert r.deployment["spec"]["replicas"] == 2
 
@@ -66,18 +69,18 @@ def test_an_unset_image_is_the_operators_default_for_steps_and_builds_alike():
 
 
 def test_an_unset_image_renders_like_the_default_image_named():
-    """Upgrading the operator rolls no step whose image was left unset (same hash, same ConfigMap)."""
+    """Upgrading the operator rolls no step whose image was left unset (same hash, same manifest)."""
     unset = step()
     del unset["spec"]["image"]
     named = step(image=RenderSettings().default_image)
     a, b = render_pipelinestep.render(unset), render_pipelinestep.render(named)
-    assert a.config_hash == b.config_hash and a.config_map == b.config_map and a.deployment == b.deployment
-    assert yaml.safe_load(a.config_map["data"]["step.yaml"])["spec"]["image"] == RenderSettings().default_image
+    assert a.config_hash == b.config_hash and a.deployment == b.deployment
+    assert yaml.safe_load(render_pipelinestep.manifest_text(a.deployment))["spec"]["image"] == RenderSettings().default_image
 
 
-def test_config_map_holds_the_manifest_and_no_secret_values():
+def test_the_pod_template_holds_the_manifest_and_no_secret_values():
     r = render_pipelinestep.render(step())
-    manifest = yaml.safe_load(r.config_map["data"]["step.yaml"])
+    manifest = yaml.safe_load(render_pipelinestep.manifest_text(r.deployment))
     assert manifest["kind"] == "PipelineStep" and manifest["metadata"] == {"name": "xmatch", "namespace": "brokers"}
     assert manifest["spec"]["sinks"][0]["postgres"]["dsn"] == {"name": "pg", "key": "dsn"}
     assert "status" not in manifest
@@ -124,10 +127,9 @@ def test_labels_selector_and_owner():
     selector = r.deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= r.deployment["spec"]["template"]["metadata"]["labels"].items()
     assert r.selector == "app.kubernetes.io/instance=xmatch,app.kubernetes.io/name=alertops-step"
-    for child in (r.deployment, r.config_map):
-        (owner,) = child["metadata"]["ownerReferences"]
-        assert owner == {"apiVersion": "alertops.io/v1alpha1", "kind": "PipelineStep", "name": "xmatch",
-                         "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}
+    (owner,) = r.deployment["metadata"]["ownerReferences"]
+    assert owner == {"apiVersion": "alertops.io/v1alpha1", "kind": "PipelineStep", "name": "xmatch",
+                     "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}
     assert r.processor == "crossmatch"
 
 

@@ -21,7 +21,7 @@ def test_the_lsst_classifier_renders_the_registry_credentials_from_secrets() -> 
     for key in ("user", "password"):
         ref = env[f"ALERTOPS_SECRET_RUBIN_REGISTRY_{key.upper()}"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "rubin-registry", "key": key}
-    assert "rubin-registry" not in rendered.config_map["data"]["step.yaml"].split("schemaRegistry")[0]
+    assert "rubin-registry" not in render_pipelinestep.manifest_text(rendered.deployment).split("schemaRegistry")[0]
 
 
 def test_the_lsst_files_demo_classifies_every_shipped_alert(tmp_path: Path) -> None:
