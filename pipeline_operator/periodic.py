@@ -122,8 +122,9 @@ def round_work(ix: Indexes, settings: RenderSettings, quiet: dict[tuple[str, str
     def handled(index: kopf.Index[Any, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
         for namespace, name in list(index.keys()):
             resource = _latest(index, (namespace, name), fresh)
-            meta = (resource or {}).get("metadata") or {}
-            if resource is not None and not meta.get("deletionTimestamp") and HANDLED in ((resource.get("status") or {}).get(KOPF) or {}):
+            if resource is None or (resource.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            if HANDLED in ((resource.get("status") or {}).get(KOPF) or {}):
                 live.add(_key(resource))
                 yield namespace, name, resource
 
