@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from step_runtime.trainingset import text_tables
+from step_runtime.trainingset.errors import BuildError
 from step_runtime.trainingset.tables import detect_format, load_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,3 +107,24 @@ def test_a_build_that_needs_pandas_imports_it_and_works(tmp_path):
     summary = json.loads((tmp_path / "out" / "out.parquet.summary.json").read_text())
     assert summary["classes"] == {"RRL": 1}
     assert (tmp_path / "out" / "out.parquet.report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt block", "trailing junk"])
+def test_a_damaged_gzip_file_is_one_line_naming_it(tmp_path, damage):
+    import gzip
+
+    good = gzip.compress(b"ra dec\n" + b"1.0 2.0\n" * 5000)
+    bad = {"truncated": good[:len(good) // 2], "corrupt block": good[:12] + b"\xff" * 40 + good[52:],
+           "trailing junk": good + b"junk"}[damage]
+    path = tmp_path / "t.dat.gz"
+    path.write_bytes(bad)
+    with pytest.raises(BuildError, match=r"t\.dat\.gz: looks gzip-compressed but cannot be decompressed"):
+        load_bytes(path)
+
+
+def test_multi_member_gzip_reads_whole(tmp_path):
+    import gzip
+
+    path = tmp_path / "t.dat.gz"
+    path.write_bytes(gzip.compress(b"ra dec\n1 2\n") + gzip.compress(b"3 4\n"))
+    assert load_bytes(path) == b"ra dec\n1 2\n3 4\n"
