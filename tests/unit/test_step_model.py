@@ -46,6 +46,9 @@ def test_ranking_is_one_for_the_most_probable() -> None:
     assert [(p["class_name"], p["ranking"]) for p in ranked[0]] == [("a", 3), ("b", 1), ("c", 2)]
     assert [p["ranking"] for p in ranked[1]] == [1, 3, 2]
     assert ranked[0][0]["classifier_name"] == "clf" and ranked[0][0]["classifier_version"] == "1"
+    # Plain Python numbers, as every sink (JSON, BSON, PostgreSQL arrays) takes them.
+    assert {type(p["probability"]) for row in ranked for p in row} == {float}
+    assert {type(p["ranking"]) for row in ranked for p in row} == {int}
 
 
 def test_model_step_outputs_every_class_for_real_alerts() -> None:
