@@ -434,3 +434,42 @@ def test_a_record_without_fields_in_the_writer_schema_is_refused() -> None:
         AlertDecoder(ZTF, EVERY)(damaged)
     with pytest.raises(DecodeError, match="has no fields list"):
         RawDecoder()(damaged)
+
+
+# ---- in place: a decode worker reads packets through a memoryview of its shared memory ---------
+
+def _outcome(decode: FramedDecoder, value: Any, schemas: dict[int, bytes | str]) -> tuple[str, Any]:
+    try:
+        return "records", decode(value, schemas)
+    except DecodeError as exc:
+        return "error", str(exc)
+
+
+def _in_shared_memory(value: bytes) -> memoryview:
+    """`value` as a decode worker sees it: a slice of a bigger buffer, with other bytes around."""
+    return memoryview(b"\xaa" * 7 + value + b"\x55" * 9)[7:7 + len(value)]
+
+
+@pytest.mark.timeout(300)
+def test_a_memoryview_decodes_to_the_same_records_and_errors_as_bytes() -> None:
+    """The same records (bytes and str, never a view of the buffer) or the same error message,
+    for every shipped packet and damaged copies of each."""
+    rng = random.Random(20261130)
+    checked = {"records": 0, "error": 0}
+    cases = [(p, ZTF) for p in GOOD[:8]] + [(p, LSST) for p in LSST_PACKETS]
+    for path, survey in cases:
+        value = path.read_bytes()
+        variants = [value] + [value[:rng.randrange(len(value))] for _ in range(4)]
+        for at in [rng.randrange(min(len(value), 30000)) for _ in range(8)]:
+            damaged = bytearray(value)
+            damaged[at] ^= 1 << rng.randrange(8)
+            variants.append(bytes(damaged))
+        for decode in (AlertDecoder(survey, EVERY), AlertDecoder(survey, EVERY, use_regex=False), RawDecoder()):
+            for v in variants:
+                schemas = schemas_of(v)
+                want = _outcome(decode, v, schemas)
+                got = _outcome(decode, _in_shared_memory(v), schemas)
+                assert got[0] == want[0] and (same(got[1], want[1]) if got[0] == "records" else got[1] == want[1]), \
+                    (path.name, got[0], want[0], got[1] if got[0] == "error" else want[1] if want[0] == "error" else "")
+                checked[got[0]] += 1
+    assert checked["records"] > 0 and checked["error"] > 0, checked

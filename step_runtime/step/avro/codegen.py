@@ -42,6 +42,8 @@ _MAX_CACHED = 64
 # bounds what zero-byte items (null, an empty record) can make a decoder build or loop over.
 MAX_ITEMS = 1_000_000
 
+# Readers take bytes or a memoryview of them (a decode worker reads packets in place, in the
+# shared memory the step process put them in): values handed out are always bytes or str.
 RecordReader = Callable[[bytes, int], "tuple[Any, int]"]
 _unpack_f = struct.Struct("<f").unpack_from
 _unpack_d = struct.Struct("<d").unpack_from
@@ -93,18 +95,18 @@ def _span(data: bytes, pos: int, what: str) -> tuple[int, int]:
 
 def _str(data: bytes, pos: int, what: str) -> tuple[str, int]:
     start, end = _span(data, pos, what)
-    return data[start:end].decode(), end
+    return bytes(data[start:end]).decode(), end
 
 
 def _skip_str(data: bytes, pos: int, what: str) -> int:
     start, end = _span(data, pos, what)
-    data[start:end].decode()  # fastavro rejects invalid UTF-8 even where nobody reads it
+    bytes(data[start:end]).decode()  # fastavro rejects invalid UTF-8 even where nobody reads it
     return end
 
 
 def _bytes(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
     start, end = _span(data, pos, what)
-    return data[start:end], end
+    return bytes(data[start:end]), end
 
 
 def _skip_bytes(data: bytes, pos: int, what: str) -> int:
@@ -112,7 +114,7 @@ def _skip_bytes(data: bytes, pos: int, what: str) -> int:
 
 
 def _fixed(data: bytes, pos: int, size: int, what: str) -> bytes:
-    out = data[pos:pos + size]
+    out = bytes(data[pos:pos + size])
     if len(out) != size:
         raise DecodeError(f"{what}: fixed of {size} bytes runs past the end of the buffer")
     return out
@@ -298,7 +300,7 @@ class _Generator:
                     "else:",
                     "    s0 = pos + 1",
                     "    pos = s0 + (b >> 1)",
-                    "    data[s0:pos].decode()"],
+                    "    bytes(data[s0:pos]).decode()"],
             }[t]]
         if isinstance(t, list):
             return self.union(t, ind, what, lambda b, i: self.skip(b, i, what))

@@ -59,10 +59,11 @@ class FramedDecoder:
         """The reader of the writer schema at data[start:end] (made on first sight)."""
         bucket = self._by_span.get(end - start)
         if bucket:
+            here = data[start:end]
             for schema_json, reader in bucket:
-                if data.startswith(schema_json, start):
+                if here == schema_json:
                     return reader
-        schema_json = data[start:end]
+        schema_json = bytes(data[start:end])
         reader = self.make_reader(schema_json)
         self._remember()
         self._by_span.setdefault(end - start, []).append((schema_json, reader))
@@ -109,7 +110,7 @@ class FramedDecoder:
                 raise DecodeError(f"schema id {schema_id}: the value ends at byte {pos} of the {len(value)}-byte "
                                   "message (written with another schema?)")
             return [record]
-        raise DecodeError(f"not an Avro container (bad magic bytes {value[:4]!r}) nor Confluent-framed "
+        raise DecodeError(f"not an Avro container (bad magic bytes {bytes(value[:4])!r}) nor Confluent-framed "
                           "(magic byte 0)")
 
     def container(self, data: bytes) -> list[Any]:
@@ -143,7 +144,7 @@ class FramedDecoder:
                 # fastavro does not check this; a record that does not end where its block ends
                 # was written with another schema or is corrupt
                 raise DecodeError(f"the records of the data block end at byte {at}, the block at {stop}")
-            if not data.startswith(data[sync_at:sync_at + 16], end):
+            if data[end:end + 16] != data[sync_at:sync_at + 16]:
                 raise DecodeError("sync marker mismatch")
             pos = end + 16
         return records
@@ -237,12 +238,12 @@ def _header(data: bytes) -> tuple[tuple[int, int] | None, bytes, int]:
             break
         for _ in range(count):
             kstart, kend = _span(data, pos, "header key")
-            key = data[kstart:kend].decode()
+            key = bytes(data[kstart:kend]).decode()
             vstart, pos = _span(data, kend, f"header {key}")
             if key == "avro.schema":
                 schema_span = (vstart, pos)
             elif key == "avro.codec":
-                codec = data[vstart:pos]
+                codec = bytes(data[vstart:pos])
     pos += 16
     if pos > len(data):
         raise DecodeError("truncated header (no sync marker)")
