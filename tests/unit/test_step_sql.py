@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from step_runtime.step.sinks.jsonsafe import dumps
-from step_runtime.step.sinks.postgres import last_per_key, probability_columns, quote_table, upsert_sql
+from step_runtime.step.sinks.postgres import array_literal, last_per_key, probability_columns, quote_table, upsert_sql
 
 
 def test_upsert_statement_quotes_everything() -> None:
@@ -44,3 +44,16 @@ def test_last_row_per_key_wins() -> None:
 
 def test_json_output_has_no_nan() -> None:
     assert dumps({"a": float("nan"), "b": [float("inf"), 1.0], "c": b"\x01"}) == '{"a":null,"b":[null,1.0],"c":"01"}'
+
+
+def test_array_literals_quote_every_text_and_spell_special_floats_portably() -> None:
+    import numpy as np
+
+    assert array_literal(['a"b', "c\\d", "NULL", None, " sp ", "{,}", "é"], "varchar") == \
+        '{"a\\"b","c\\\\d","NULL",NULL," sp ","{,}","é"}'
+    assert array_literal([0.1, float("nan"), float("inf"), -float("inf"), None, np.float64(0.25), 2], "double precision") \
+        == "{0.1,NaN,Infinity,-Infinity,NULL,0.25,2}"
+    assert array_literal([1, np.int64(2), 3.0, None], "integer") == "{1,2,3,NULL}"
+    assert array_literal([], "varchar") == "{}"
+    with pytest.raises(ValueError, match="NUL"):
+        array_literal(["a\x00b"], "varchar")
