@@ -95,6 +95,36 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) 
     return out
 
 
+def consume_to_end(bootstrap: str, topic: str, timeout: float = 60) -> list[Any]:
+    """Every message the topic holds now: read from the start of each partition up to the high
+    watermark taken at the call (deadline `timeout`). For a topic whose writers are done (their
+    deliveries confirmed), where the count of messages is not known in advance: at-least-once
+    redeliveries, dead letters possibly written twice."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"), "enable.auto.commit": False})
+    deadline = time.monotonic() + timeout
+    out: list[Any] = []
+    try:
+        meta = c.list_topics(topic, timeout=timeout)
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                for p in meta.topics[topic].partitions}
+        left = {p: end for p, end in ends.items() if end > 0}
+        c.assign([TopicPartition(topic, p, 0) for p in left])
+        while left:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: read {len(out)} messages, partitions {sorted(left)} not to "
+                                     f"their end ({ends}) within {timeout}s")
+            for m in c.consume(num_messages=500, timeout=0.5):
+                if m.error() is None:
+                    out.append(m)
+                    if m.offset() + 1 >= left.get(m.partition(), 0):
+                        left.pop(m.partition(), None)
+    finally:
+        c.close()
+    return out
+
+
 def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 2) -> int:
     """Sum over partitions of the group's committed offsets (unset counts 0).
 
