@@ -47,12 +47,14 @@ def test_json_output_has_no_nan() -> None:
 
 
 def test_array_literals_quote_every_text_and_spell_special_floats_portably() -> None:
+    from decimal import Decimal
+
     import numpy as np
 
     assert array_literal(['a"b', "c\\d", "NULL", None, " sp ", "{,}", "é"], "varchar") == \
         '{"a\\"b","c\\\\d","NULL",NULL," sp ","{,}","é"}'
-    assert array_literal([0.1, float("nan"), float("inf"), -float("inf"), None, np.float64(0.25), 2], "double precision") \
-        == "{0.1,NaN,Infinity,-Infinity,NULL,0.25,2}"
+    assert array_literal([0.1, float("nan"), float("inf"), -float("inf"), None, np.float64(0.25), 2, Decimal("0.5")],
+                         "double precision") == "{0.1,NaN,Infinity,-Infinity,NULL,0.25,2.0,0.5}"
     assert array_literal([1, np.int64(2), 3.0, None], "integer") == "{1,2,3,NULL}"
     assert array_literal([], "varchar") == "{}"
     with pytest.raises(ValueError, match="NUL"):

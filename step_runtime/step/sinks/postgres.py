@@ -101,12 +101,13 @@ def array_literal(values: list[Any], sql_type: str) -> str:
 def _number(value: Any, integer: bool) -> str:
     if value is None:
         return "NULL"
-    if isinstance(value, float):
-        if integer and value.is_integer():
-            return str(int(value))
-        text = float.__repr__(value)  # numpy's float64 is a float whose repr says np.float64(...)
-        return _FLOAT_WORDS.get(text, text)
-    return str(int(value))
+    if integer and not isinstance(value, float):
+        return str(int(value))  # ints, numpy's ints
+    number = float(value)  # a plain float: numpy's float64 repr says np.float64(...)
+    if integer and number.is_integer():
+        return str(int(number))
+    text = repr(number)
+    return _FLOAT_WORDS.get(text, text)
 
 
 def last_per_key(rows: list[dict[str, Any]], key: list[str]) -> list[dict[str, Any]]:
