@@ -79,21 +79,26 @@ def canonical_spec(spec: BaseModel) -> dict[str, Any]:
     return spec.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def config_hash(spec: BaseModel, exclude: tuple[str, ...] = ("replicas", "suspend")) -> str:
+# Spec fields that scale a step's pods but never change them: a kubectl scale must not roll.
+NOT_ROLLED = ("replicas", "suspend")
+
+
+def config_hash(spec: BaseModel, exclude: tuple[str, ...] = NOT_ROLLED) -> str:
     """Hash of the spec minus the fields that must not roll pods (replicas, suspend)."""
     data = {k: v for k, v in canonical_spec(spec).items() if k not in exclude}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def runtime_manifest(resource: dict[str, Any], spec: BaseModel) -> dict[str, Any]:
-    """The manifest the runtime reads from CONFIG_DIR: the resource minus status and noise."""
+def runtime_manifest(resource: dict[str, Any], spec: BaseModel, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The manifest the runtime reads from CONFIG_DIR: the resource minus status and noise, and
+    minus the spec fields in `exclude`."""
     meta = resource["metadata"]
     return {
         "apiVersion": resource["apiVersion"],
         "kind": resource["kind"],
         "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
-        "spec": canonical_spec(spec),
+        "spec": {k: v for k, v in canonical_spec(spec).items() if k not in exclude},
     }
 
 
@@ -139,11 +144,11 @@ def child_metadata(name: str, namespace: str, labels: dict[str, str], owner: dic
     }
 
 
-def runtime_manifest_yaml(resource: dict[str, Any], spec: BaseModel) -> str:
+def runtime_manifest_yaml(resource: dict[str, Any], spec: BaseModel, exclude: tuple[str, ...] = ()) -> str:
     """`runtime_manifest` as the YAML file the runtime reads (no secrets: only references)."""
     import yaml
 
-    text: str = yaml.safe_dump(runtime_manifest(resource, spec), sort_keys=False)
+    text: str = yaml.safe_dump(runtime_manifest(resource, spec, exclude), sort_keys=False)
     return text
 
 

@@ -16,6 +16,7 @@ from pipeline_operator.children import (
     CONFIG_DIR,
     CONFIG_HASH_ANNOTATION,
     HTTP_PORT,
+    NOT_ROLLED,
     STEP_CONFIG_FILE,
     RenderSettings,
     base_env,
@@ -100,7 +101,9 @@ def render(resource: dict[str, Any], settings: RenderSettings = RenderSettings()
                     "labels": labels,
                     "annotations": {
                         CONFIG_HASH_ANNOTATION: digest,
-                        MANIFEST_ANNOTATION: runtime_manifest_yaml(resource, spec),
+                        # without replicas and suspend (the runtime reads neither): a scale
+                        # changes the Deployment's replicas, never its pods
+                        MANIFEST_ANNOTATION: runtime_manifest_yaml(resource, spec, NOT_ROLLED),
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(HTTP_PORT),
                         "prometheus.io/path": "/metrics",

@@ -78,6 +78,20 @@ def test_an_unset_image_renders_like_the_default_image_named():
     assert yaml.safe_load(render_pipelinestep.manifest_text(a.deployment))["spec"]["image"] == RenderSettings().default_image
 
 
+def test_scaling_or_suspending_a_step_leaves_its_pod_template_as_it_is():
+    """The manifest rides on the pod template: a field in it that a scale changes would roll
+    every pod on `kubectl scale`."""
+    base = render_pipelinestep.render(step())
+    for change in ({"replicas": 5}, {"suspend": True}):
+        other = step()
+        other["spec"].update(change)
+        rendered = render_pipelinestep.render(other)
+        assert rendered.deployment["spec"]["template"] == base.deployment["spec"]["template"]
+        assert rendered.deployment["spec"]["replicas"] != base.deployment["spec"]["replicas"]
+    manifest = yaml.safe_load(render_pipelinestep.manifest_text(base.deployment))
+    assert "replicas" not in manifest["spec"] and "suspend" not in manifest["spec"]
+
+
 def test_the_pod_template_holds_the_manifest_and_no_secret_values():
     r = render_pipelinestep.render(step())
     manifest = yaml.safe_load(render_pipelinestep.manifest_text(r.deployment))
