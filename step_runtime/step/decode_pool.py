@@ -95,7 +95,7 @@ def _init(fmt: str, schema_path: str | None, fields: frozenset[str] | None, memo
     # are decoded where they lie, through a memoryview: a copy of each (119 kB for a Rubin
     # alert) cost this VM about 70 ms a batch of 1000, a third of the decoding itself. Their
     # decoders hand out only bytes and str (avro.codegen); other formats get bytes.
-    _arena = (memoryview(arena) if isinstance(decoder, FramedDecoder) else arena) if arena is not None else None
+    _arena = memoryview(arena) if arena is not None and isinstance(decoder, FramedDecoder) else arena
     _decode_many = inline_decode_many(decoder, gate, prepare)
 
 

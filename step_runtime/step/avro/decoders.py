@@ -57,13 +57,12 @@ class FramedDecoder:
 
     def reader_in_header(self, data: bytes, start: int, end: int) -> Reader:
         """The reader of the writer schema at data[start:end] (made on first sight)."""
-        bucket = self._by_span.get(end - start)
-        if bucket:
-            here = data[start:end]
-            for schema_json, reader in bucket:
-                if here == schema_json:
-                    return reader
+        # As bytes: comparing a memoryview with bytes goes value by value (55 us for a 20 kB
+        # ZTF schema), a copy and a bytes comparison take about 1 us.
         schema_json = bytes(data[start:end])
+        for known, reader in self._by_span.get(end - start, ()):
+            if known == schema_json:
+                return reader
         reader = self.make_reader(schema_json)
         self._remember()
         self._by_span.setdefault(end - start, []).append((schema_json, reader))
