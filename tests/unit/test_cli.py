@@ -1,6 +1,7 @@
 """The `alertops` command itself: version, help, and the error for no subcommand."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -38,3 +39,19 @@ def test_console_script_runs_as_a_module() -> None:
         capture_output=True, text=True, timeout=60, check=True,
     )
     assert __version__ in out.stdout
+
+
+def test_console_script_exits_with_the_subcommands_status() -> None:
+    # run(): main(), then the exit without the interpreter's last garbage collection.
+    done = subprocess.run([sys.executable, "-m", "step_runtime"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "usage: alertops" in done.stdout
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "1"), ("4", "4")])
+def test_openblas_runs_on_one_thread_unless_the_user_says(preset, expected, monkeypatch) -> None:
+    if preset is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", preset)
+    assert main([]) == 2
+    assert os.environ["OPENBLAS_NUM_THREADS"] == expected
