@@ -58,6 +58,14 @@ def _print_summary(summary: dict) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the build the arguments ask for; return the exit status."""
+    from step_runtime.trainingset.file_bytes import reading_ahead
+
+    # First: decompressing the inputs overlaps the imports of `_build`.
+    with reading_ahead(None if args.merge else args.file):
+        return _build(args)
+
+
+def _build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from step_runtime.cli import debug_enabled

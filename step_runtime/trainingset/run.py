@@ -27,9 +27,10 @@ from step_runtime.trainingset.build import (
     spec_digest,
 )
 from step_runtime.trainingset.errors import BuildError
+from step_runtime.trainingset.file_bytes import resolve_path
 from step_runtime.trainingset.progress import Progress
 from step_runtime.trainingset.report import compact_summary, summary_document, write_report_png
-from step_runtime.trainingset.tables import resolve_path, secret_value
+from step_runtime.trainingset.tables import secret_value
 from step_runtime.trainingset.writers import output_format, upsert_postgres, write_frame, write_json
 
 

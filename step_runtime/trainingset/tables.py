@@ -6,45 +6,22 @@ Only the columns a build needs are kept (catalog files can carry huge light-curv
 """
 from __future__ import annotations
 
-import bz2
 import io
-import lzma
 import os
-import re
-import zlib
 from pathlib import Path
-from typing import cast
 
 import pyarrow as pa
-from isal import igzip, isal_zlib
 
 from step_runtime.spec.common import SecretKeyRef
 from step_runtime.spec.trainingset import PostgresQuery, TableSpec
 from step_runtime.trainingset.errors import BuildError, BuildFailure
+from step_runtime.trainingset.file_bytes import load_bytes, read_bytes, resolve_path
 from step_runtime.trainingset.text_tables import frame_to_arrow, read_text
 
-# gzip through ISA-L: 2.6 times zlib's speed on a 16 MB table (36 against 94 ms), and the same
-# bytes out (multi-member files included).
-_COMPRESSIONS = ((b"\x1f\x8b", "gzip", igzip.decompress),
-                 (b"BZh", "bz2", bz2.decompress),
-                 (b"\xfd7zXZ\x00", "xz", lzma.decompress))
-# isal's type stub declares its error class as an instance of Exception: it is the class.
-_DECOMPRESS_ERRORS = (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error,
-                      cast(type[Exception], isal_zlib.error))
 _SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
                    ".fits": "fits", ".fit": "fits", ".fts": "fits", ".vot": "votable", ".votable": "votable",
                    ".xml": "votable"}
 _COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
-
-
-def resolve_path(path: str, base_dir: Path) -> Path:
-    """A spec path as a filesystem path: file:// URIs unwrapped, relative paths joined to base_dir."""
-    if path.startswith("file://"):
-        path = path[len("file://"):]
-    elif re.match(r"^[a-z][a-z0-9+.-]*://", path):
-        raise BuildError(f"{path}: only local paths and file:// URIs are supported")
-    p = Path(os.path.expanduser(path))
-    return p if p.is_absolute() else base_dir / p
 
 
 def secret_value(ref: SecretKeyRef) -> str:
@@ -61,11 +38,12 @@ def secret_value(ref: SecretKeyRef) -> str:
 
 def _local_file(spec: TableSpec, base_dir: Path, field: str) -> Path:
     """The file of a table given by path or uri (fetched first, once), checked against its pin."""
+    if spec.uri is None and spec.sha256 is None:
+        return resolve_path(spec.path or "", base_dir)
+    # Only a uri or a pin needs these: importing urllib (ssl, http) would cost every build 20 ms.
     from step_runtime.spec.files import FetchSpec
     from step_runtime.storage.fetch import FetchError, FetchPolicy, ensure_local, verify_in_place
 
-    if spec.uri is None and spec.sha256 is None:
-        return resolve_path(spec.path or "", base_dir)
     try:
         if spec.uri is not None:
             path = ensure_local(field, spec, base_dir, FetchPolicy.from_spec(FetchSpec()), verify=True)
@@ -104,31 +82,6 @@ def read_table(spec: TableSpec, base_dir: Path, needed: dict[str, str],
     return table, origin
 
 
-def _read_bytes(path: Path, size: int = -1) -> bytes:
-    """The file's first `size` bytes (all by default), with errors a user can act on."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(size)
-    except FileNotFoundError:
-        raise BuildError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BuildError(f"{path}: is a directory, expected a table file") from None
-    except PermissionError:
-        raise BuildError(f"{path}: permission denied") from None
-
-
-def load_bytes(path: Path) -> bytes:
-    """File contents, decompressed when they start with gzip, bz2 or xz magic bytes."""
-    raw = _read_bytes(path)
-    for magic, name, decompress in _COMPRESSIONS:
-        if raw.startswith(magic):
-            try:
-                return decompress(raw)
-            except _DECOMPRESS_ERRORS as exc:
-                raise BuildError(f"{path}: looks {name}-compressed but cannot be decompressed: {exc}") from None
-    return raw
-
-
 def detect_format(name: str, data: bytes) -> str:
     """Format from the content's magic bytes, then the name's suffix, then a look at the text."""
     head = data[:512].lstrip()
@@ -156,7 +109,7 @@ def detect_format(name: str, data: bytes) -> str:
 def _read_file(path: Path, fmt: str, column_names: list[str] | None, wanted: set[str]
                ) -> tuple[pa.Table, list[str]]:
     """The wanted columns that exist (only those are parsed where the format allows) and all column names."""
-    plain_parquet = _read_bytes(path, 4) == b"PAR1"
+    plain_parquet = read_bytes(path, 4) == b"PAR1"
     # An uncompressed Parquet file is read in place: only the wanted columns' pages.
     data = path if plain_parquet else load_bytes(path)
     if fmt == "auto":

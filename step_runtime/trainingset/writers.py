@@ -44,7 +44,7 @@ def check_output_paths(spec: TrainingSetBuildSpec, paths: Any, mode: str) -> Non
     include the partitions). Outputs must be regular files (a device would get a temporary file
     renamed over it). The problems, one per line, name the field each path comes from.
     """
-    from step_runtime.trainingset.tables import resolve_path
+    from step_runtime.trainingset.file_bytes import resolve_path
 
     parts = "spec.output.path (partitions, <path>.parts/)"
     if mode == "partition":
