@@ -150,26 +150,29 @@ def collapse_whitespace(text: bytes, start: int = 0, block: int = 1 << 18) -> by
 
 
 def _collapse_block(buf: np.ndarray) -> bytes:
-    # Blanks: spaces, tabs, carriage returns (and other control bytes), not newlines.
+    # A byte above 32 belongs to a value; 10 ends a line; every other byte is a blank.
+    value = buf > 32
     newline = buf == 10
-    blank = buf <= 32
-    blank &= ~newline
-    # 1. each run of blanks keeps its last byte
-    keep = ~blank
-    keep[:-1] |= ~blank[1:]
-    keep[-1] = True
+    # Keep values, newlines and the last blank before each value: one boolean compaction, the
+    # costly step (a blank run followed by a newline, or by the end, goes whole).
+    keep = value | newline
+    keep[:-1] |= value[1:]
     text = buf[keep]
-    # 2. ... as a space, unless it starts or ends a line
-    newline = text == 10
-    space = text <= 32
-    space &= ~newline
-    text[space] = 32
-    edge = space.copy()
-    edge[1:] &= newline[:-1]
-    edge[0] = space[0]
-    edge[:-1] |= space[:-1] & newline[1:]
-    edge[-1] |= space[-1]
-    return text[~edge].tobytes()
+    if np.count_nonzero(buf < 32) != np.count_nonzero(newline):  # tabs, carriage returns...
+        text[(text < 32) & (text != 10)] = 32
+    # The blank kept before a line's first value goes too: few bytes, a cheap second pass.
+    starts = np.flatnonzero(text == 10)
+    starts += 1
+    if starts.size and starts[-1] == text.size:
+        starts = starts[:-1]
+    leading = starts[text[starts] == 32]
+    if text.size and text[0] == 32:
+        leading = np.concatenate(([0], leading))
+    if leading.size:
+        kept = np.ones(text.size, dtype=bool)
+        kept[leading] = False
+        text = text[kept]
+    return text.tobytes()
 
 
 def _blanks(buf: np.ndarray) -> np.ndarray:

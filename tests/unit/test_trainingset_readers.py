@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,8 @@ import yaml
 
 from step_runtime.trainingset import text_tables
 from step_runtime.trainingset.errors import BuildError
-from step_runtime.trainingset.tables import detect_format, load_bytes
+from step_runtime.trainingset.file_bytes import load_bytes
+from step_runtime.trainingset.tables import detect_format
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "trainingset"
@@ -58,6 +61,21 @@ def test_fast_and_careful_readers_agree_on_shipped_tables(path):
 ])
 def test_collapse_whitespace(text, expected):
     assert text_tables.collapse_whitespace(text) == expected
+
+
+def _collapse_reference(text: bytes) -> bytes:
+    """Line by line in plain Python: every byte up to 32 but the newline separates values."""
+    return b"\n".join(b" ".join(w for w in re.split(rb"[\x00-\x09\x0b-\x20]+", line) if w)
+                      for line in text.split(b"\n"))
+
+
+def test_collapse_whitespace_matches_a_line_by_line_reference():
+    rng = random.Random(20261130)
+    alphabet = b"   \t\r\n\n\x00\x0bab1.-\xc3\xa9"
+    for _ in range(3000):
+        text = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 48)))
+        for block in (1, 3, 8, 1 << 18):  # lines cut into blocks of every size
+            assert text_tables.collapse_whitespace(text, block=block) == _collapse_reference(text), (text, block)
 
 
 def _build_in_a_fresh_process(tmp_path: Path, spec: dict) -> tuple[int, bool, str]:
