@@ -12,6 +12,8 @@ Units are in the names: `_deg`, `_rad`, `_arcsec`. No per-row Python runs in `ne
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,14 +151,24 @@ class SkyIndex:
             pair_q, pair_c = self._pairs_by_scanning(query_ra, dec_deg, radius_deg)
             return self._decide(ra_deg, dec_deg, pair_q, pair_c, radius_arcsec)
         zones = self._zones_for(radius_deg)
-        # Big queries go in chunks: the per-position temporaries of a search (a dozen arrays)
-        # then stay small next to the catalog, for the same answers.
-        parts = []
-        for start in range(0, n, _QUERY_CHUNK):
-            stop = min(start + _QUERY_CHUNK, n)
+
+        def search(start: int, stop: int) -> NearestMatch:
             pair_q, pair_pos = zones.candidates(query_ra[start:stop], dec_deg[start:stop], radius_deg)
-            parts.append(self._decide(ra_deg[start:stop], dec_deg[start:stop], pair_q, zones.order[pair_pos],
-                                      radius_arcsec))
+            return self._decide(ra_deg[start:stop], dec_deg[start:stop], pair_q, zones.order[pair_pos],
+                                radius_arcsec)
+
+        # Big queries go in chunks: the per-position temporaries of a search (a dozen arrays)
+        # then stay small next to the catalog, for the same answers. Chunks of a big query are
+        # searched on several threads: numpy releases the GIL in the sorts, binary searches and
+        # trigonometry that make up a search.
+        threads = min(_threads(), -(-n // _THREAD_MIN_QUERIES))
+        chunk = min(_QUERY_CHUNK, -(-n // threads))
+        spans = [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                parts = list(pool.map(lambda span: search(*span), spans))
+        else:
+            parts = [search(*span) for span in spans]
         if len(parts) == 1:
             return parts[0]
         return NearestMatch(*(np.concatenate([getattr(part, f) for part in parts])
@@ -202,8 +214,15 @@ _SCAN_RATIO = 8
 # a service calls `prepare` at start and never scans).
 _MAX_SCANS = 1
 _SCAN_CHUNK = 1 << 20
-# Query positions searched at a time against an index's zones.
+# Query positions searched at a time against an index's zones ...
 _QUERY_CHUNK = 1 << 18
+# ... by threads with at least this many positions each (a step's batches use one thread).
+_THREAD_MIN_QUERIES = 1 << 15
+
+
+def _threads() -> int:
+    """Threads for a big query: the CPUs this process may use, at most 4."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 def _checked_radius(radius_arcsec: float) -> float:

@@ -79,3 +79,19 @@ def test_a_catalog_far_from_every_query_gives_no_pairs(monkeypatch):
     index = SkyIndex(np.full(20_000, 200.0), np.linspace(-10, 10, 20_000))
     m = index.nearest(np.array([10.0, 20.0]), np.array([0.0, 1.0]), 1.5)
     assert m.index.tolist() == [-1, -1] and index._scans == 1
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_chunks_and_threads_give_the_answers_of_one_search(threads, monkeypatch):
+    rng = np.random.default_rng(7)
+    src_ra, src_dec, cat_ra, cat_dec = _scene(rng, 2.0, n_cat=20_000)
+    whole = SkyIndex(cat_ra, cat_dec)
+    whole.prepare(2.0)
+    want = whole.nearest(src_ra, src_dec, 2.0)
+    monkeypatch.setattr(crossmatch, "_QUERY_CHUNK", 97)  # many chunks, of an odd size
+    monkeypatch.setattr(crossmatch, "_THREAD_MIN_QUERIES", 50)
+    monkeypatch.setattr(crossmatch, "_threads", lambda: threads)
+    got = whole.nearest(src_ra, src_dec, 2.0)
+    assert (want.index >= 0).sum() > 500
+    for field in ("index", "separation_arcsec", "n_within", "second_separation_arcsec"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
