@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -144,6 +145,11 @@ def main(args: argparse.Namespace) -> int:
                         decode_submit=pool.submit if pool is not None else None)
     log.info("step starting", extra={"fields": {"step": name, "processor": spec.processor.kind(),
                                                  "sinks": [s.name for s in sinks], "http_port": port if server else None}})
+    # What exists now (modules, the model, clients, parsed schemas) lives as long as the step.
+    # Frozen, the garbage collector no longer walks it at each full collection of the alerts in
+    # flight (a tenth of the step process's CPU), nor do the decode workers forked from it.
+    gc.collect()
+    gc.freeze()
     try:
         summary = runner.run()
         publish_file_outputs(spec, sinks, dead_letters, complete=not summary.stopped_by_signal)
@@ -152,6 +158,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"alertops run: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SpecError) else 1
     finally:
+        gc.unfreeze()  # collectable again, for a caller that goes on (tests run steps in-process)
         runner.close()
         if pool is not None:
             pool.close()
