@@ -186,6 +186,16 @@ def latency_run(workdir: Path, cfg: dict, batch_size: int, rate: float, seconds:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), len(ms)
 
 
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children and theirs (a step and its decode workers):
+    what a step costs per alert, less sensitive to the machine's load than its rate. Kafka's and
+    PostgreSQL's own CPU is not in it."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_alertops(workdir: Path, cfg: dict, batch_size: int, timeout: float) -> list[tuple[float, float, int]]:
     """`alertops run` over the topic; its (poll start, commit, messages) per batch from its JSON logs."""
     manifest = alertops_manifest(workdir, cfg, batch_size, cfg["topic"], cfg["group"] + "-alertops")
@@ -314,14 +324,17 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="step-bench-", dir=Path.home() / ".cache" / "alertops"))
     try:
         fill_topic(cfg["bootstrap"], cfg["topic"], args.alerts, args.survey)
+        cpu = children_cpu_seconds()
         rate, p50, p99, n = stats(run_alertops(workdir, cfg, args.batch_size, args.timeout))
-        print(f"alertops ({args.survey}): {n} alerts, {rate:,.0f} alerts/s, batch p50 {p50:.0f} ms p99 {p99:.0f} ms",
-              flush=True)
+        cpu_us = (children_cpu_seconds() - cpu) / n * 1e6
+        print(f"alertops ({args.survey}): {n} alerts, {rate:,.0f} alerts/s, batch p50 {p50:.0f} ms p99 {p99:.0f} ms, "
+              f"CPU {cpu_us:,.0f} us/alert", flush=True)
         ratio = float("nan")
         if not args.skip_peer:
+            cpu = children_cpu_seconds()
             arate, ap50, ap99, an = stats(run_peer(workdir, cfg, args.batch_size, args.timeout))
-            print(f"{peer}: {an} alerts, {arate:,.0f} alerts/s, batch p50 {ap50:.0f} ms p99 {ap99:.0f} ms",
-                  flush=True)
+            print(f"{peer}: {an} alerts, {arate:,.0f} alerts/s, batch p50 {ap50:.0f} ms p99 {ap99:.0f} ms, "
+                  f"CPU {(children_cpu_seconds() - cpu) / an * 1e6:,.0f} us/alert", flush=True)
             ratio = rate / arate
         lat50 = lat99 = float("nan")
         if args.latency_rate > 0:
