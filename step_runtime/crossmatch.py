@@ -161,7 +161,7 @@ class SkyIndex:
         # then stay small next to the catalog, for the same answers. Chunks of a big query are
         # searched on several threads: numpy releases the GIL in the sorts, binary searches and
         # trigonometry that make up a search.
-        threads = min(_threads(), -(-n // _THREAD_MIN_QUERIES))
+        threads = max(1, min(_threads(), n // _THREAD_MIN_QUERIES))
         chunk = min(_QUERY_CHUNK, -(-n // threads))
         spans = [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
         if threads > 1:
