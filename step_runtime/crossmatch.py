@@ -48,6 +48,9 @@ class NearestMatch:
 
 def check_coordinates(ra_deg: np.ndarray, dec_deg: np.ndarray, what: str = "positions") -> None:
     """Raise ValueError naming the first bad row when a coordinate is not finite or |dec| > 90."""
+    # The common case in two passes (a NaN dec fails the comparison); the rows only when needed.
+    if np.isfinite(ra_deg).all() and (np.abs(dec_deg) <= 90.0).all():
+        return
     bad = ~np.isfinite(ra_deg) | ~np.isfinite(dec_deg) | (np.abs(dec_deg) > 90.0)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -102,7 +105,7 @@ class SkyIndex:
         check_coordinates(ra_deg, dec_deg, "catalog")
         self.size = int(ra_deg.size)
         # Positions only (16 bytes a row): separations are computed for candidate pairs alone.
-        self._ra = np.mod(ra_deg, 360.0)
+        self._ra = _ra_in_range(ra_deg)
         self._dec = dec_deg.copy()
         self._zones: dict[float, _Zones] = {}
         self._scans = 0  # queries answered without building the catalog's zones
@@ -141,7 +144,7 @@ class SkyIndex:
         if n == 0 or self.size == 0:
             return _no_matches(n)
         radius_deg = radius_arcsec / 3600.0
-        query_ra = np.mod(ra_deg, 360.0)
+        query_ra = _ra_in_range(ra_deg)
         if (_zone_height_deg(radius_deg) not in self._zones and n * _SCAN_RATIO < self.size
                 and self._scans < _MAX_SCANS):
             # A few positions against a big catalog, once (a one-off build): index the positions
@@ -223,6 +226,14 @@ _THREAD_MIN_QUERIES = 1 << 15
 def _threads() -> int:
     """Threads for a big query: the CPUs this process may use, at most 4."""
     return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+def _ra_in_range(ra_deg: np.ndarray) -> np.ndarray:
+    """A copy of finite RAs in [0, 360). Catalogs nearly always are already: two quick passes and
+    a copy then, instead of np.mod (a third of the cost of indexing 500,000 rows)."""
+    if ra_deg.size and ra_deg.min() >= 0.0 and ra_deg.max() < 360.0:
+        return ra_deg.copy()
+    return np.mod(ra_deg, 360.0)
 
 
 def _checked_radius(radius_arcsec: float) -> float:
