@@ -91,7 +91,8 @@ class _Ahead:
 
     def _run(self) -> None:
         try:
-            if any(read_bytes(self.path, _MAGIC_BYTES).startswith(m) for m, _, _ in COMPRESSIONS):
+            head = read_bytes(self.path, _MAGIC_BYTES)  # a plain file is left to the build
+            if any(head.startswith(magic) for magic, _, _ in COMPRESSIONS):
                 self.data = _decompressed(self.path, read_bytes(self.path))
         except Exception:  # noqa: BLE001 - the build reads the file again and reports the error itself
             self.data = None
