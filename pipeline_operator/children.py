@@ -83,10 +83,13 @@ def canonical_spec(spec: BaseModel) -> dict[str, Any]:
 NOT_ROLLED = ("replicas", "suspend")
 
 
+def _spec_without(spec: BaseModel, exclude: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in canonical_spec(spec).items() if k not in exclude}
+
+
 def config_hash(spec: BaseModel, exclude: tuple[str, ...] = NOT_ROLLED) -> str:
     """Hash of the spec minus the fields that must not roll pods (replicas, suspend)."""
-    data = {k: v for k, v in canonical_spec(spec).items() if k not in exclude}
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(_spec_without(spec, exclude), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -98,7 +101,7 @@ def runtime_manifest(resource: dict[str, Any], spec: BaseModel, exclude: tuple[s
         "apiVersion": resource["apiVersion"],
         "kind": resource["kind"],
         "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
-        "spec": {k: v for k, v in canonical_spec(spec).items() if k not in exclude},
+        "spec": _spec_without(spec, exclude),
     }
 
 
