@@ -38,8 +38,9 @@ class FramedDecoder:
     """message bytes -> the list of records it holds; subclasses say how one record is read."""
 
     def __init__(self) -> None:
-        # schema length -> [(schema JSON, reader)]: comparing a container's header bytes in place
-        # is cheaper than hashing 20 kB of schema per packet
+        # schema length -> [(schema JSON, reader)]: each packet's header schema is a new bytes
+        # object, so comparing it with the few known ones of its length is cheaper than hashing
+        # its 20 kB for a dict lookup
         self._by_span: dict[int, list[tuple[bytes, Reader]]] = {}
         self._by_id: dict[int, tuple[bytes, Reader]] = {}
         self._cached = 0
